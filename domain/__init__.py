@@ -1,0 +1,1 @@
+"""The model and its use cases; imports only the standard library and eventsourcing."""

@@ -1,0 +1,237 @@
+"""The Account aggregate: a balance derived from its postings.
+
+Guards live in the public command methods; the state changes live in the private
+``@event`` methods, whose bodies re-run on every replay and so touch nothing but
+``self`` and their arguments.
+"""
+
+from __future__ import annotations
+
+from uuid import UUID
+
+from eventsourcing.domain import Aggregate, event
+
+from domain.errors import (
+    AccountClosed,
+    AccountFrozen,
+    AccountNotEmpty,
+    BalanceOverflow,
+    CurrencyMismatch,
+    InsufficientFunds,
+)
+from domain.money import fits_in_balance
+
+OPEN = "open"
+FROZEN = "frozen"
+CLOSED = "closed"
+
+
+class Account(Aggregate):
+    @event("Opened")
+    def __init__(
+        self,
+        id: UUID,  # noqa: A002 - eventsourcing takes the aggregate id from this name.
+        currency: str,
+        name: str,
+        metadata: dict[str, str],
+        overdraft_limit: int,
+        is_world: bool,
+    ) -> None:
+        self.currency = currency
+        self.name = name
+        self.metadata = dict(metadata)
+        self.overdraft_limit = overdraft_limit
+        self.is_world = is_world
+        # What the account was opened with, to recognise a replayed open.
+        self.opened_with = (name, dict(metadata), overdraft_limit)
+        self.status = OPEN
+        self.balance = 0
+        self.pending_debits = 0
+        self.pending_credits = 0
+
+    # Read-only views.
+
+    @property
+    def available_balance(self) -> int:
+        return self.balance - self.pending_debits
+
+    @property
+    def is_empty(self) -> bool:
+        return self.balance == 0 and self.pending_debits == 0 and self.pending_credits == 0
+
+    # Guards shared by the money commands.
+
+    def check_can_move(self, currency: str) -> None:
+        """Raises the rejection that stops money moving in or out of this account."""
+        if self.status == CLOSED:
+            raise AccountClosed(f"account {self.id} is closed")
+        if self.status == FROZEN:
+            raise AccountFrozen(f"account {self.id} is frozen")
+        if currency != self.currency:
+            raise CurrencyMismatch(
+                f"account {self.id} holds {self.currency}, the transfer is in {currency}"
+            )
+
+    def check_can_debit(self, amount: int) -> None:
+        """A debit of ``amount`` needs ``amount <= available + overdraft_limit``."""
+        if not self.is_world and amount > self.available_balance + self.overdraft_limit:
+            raise InsufficientFunds(
+                f"account {self.id} has {self.available_balance} available "
+                f"and an overdraft limit of {self.overdraft_limit}; {amount} requested"
+            )
+        if not fits_in_balance(self.balance - amount):
+            raise BalanceOverflow(f"account {self.id} balance would leave the 64-bit range")
+
+    def check_can_credit(self, amount: int) -> None:
+        if not fits_in_balance(self.balance + amount):
+            raise BalanceOverflow(f"account {self.id} balance would leave the 64-bit range")
+
+    # Money commands. The ledger checks the guards first, on both sides, so a
+    # refusal never leaves one side half-applied.
+
+    def debit(self, transfer_id: UUID, amount: int) -> None:
+        self.check_can_move(self.currency)
+        self.check_can_debit(amount)
+        self._debited(transfer_id, amount, self.balance - amount)
+
+    def credit(self, transfer_id: UUID, amount: int) -> None:
+        self.check_can_move(self.currency)
+        self.check_can_credit(amount)
+        self._credited(transfer_id, amount, self.balance + amount)
+
+    @event("Debited")
+    def _debited(self, transfer_id: UUID, amount: int, balance_after: int) -> None:
+        self.balance = balance_after
+
+    @event("Credited")
+    def _credited(self, transfer_id: UUID, amount: int, balance_after: int) -> None:
+        self.balance = balance_after
+
+    # Two-phase commands: a reservation moves no money, it only changes what is
+    # available. Releasing it (to void, expire or capture) undoes exactly that.
+
+    def reserve_debit(self, transfer_id: UUID, amount: int) -> None:
+        self.check_can_move(self.currency)
+        self.check_can_debit(amount)
+        self._debit_reserved(transfer_id, amount)
+
+    def reserve_credit(self, transfer_id: UUID, amount: int) -> None:
+        self.check_can_move(self.currency)
+        self.check_can_credit(amount)
+        self._credit_reserved(transfer_id, amount)
+
+    def release(self, transfer_id: UUID, side: str, amount: int) -> None:
+        """Releases a reservation; allowed on a frozen account, so a void always works."""
+        assert side in ("debit", "credit"), side
+        held = self.pending_debits if side == "debit" else self.pending_credits
+        assert 1 <= amount <= held, (amount, held)
+        self._reservation_released(transfer_id, side, amount)
+
+    def settle_debit(self, transfer_id: UUID, reserved: int, amount: int) -> None:
+        """Captures ``amount`` of a reservation of ``reserved`` and releases the rest.
+
+        The funds were checked when they were reserved, so only the account's status
+        and the 64-bit range are checked again.
+        """
+        assert 1 <= amount <= reserved
+        self.check_can_move(self.currency)
+        if not fits_in_balance(self.balance - amount):
+            raise BalanceOverflow(f"account {self.id} balance would leave the 64-bit range")
+        self.release(transfer_id, "debit", reserved)
+        self._debited(transfer_id, amount, self.balance - amount)
+
+    def settle_credit(self, transfer_id: UUID, reserved: int, amount: int) -> None:
+        assert 1 <= amount <= reserved
+        self.check_can_move(self.currency)
+        self.check_can_credit(amount)
+        self.release(transfer_id, "credit", reserved)
+        self._credited(transfer_id, amount, self.balance + amount)
+
+    @event("DebitReserved")
+    def _debit_reserved(self, transfer_id: UUID, amount: int) -> None:
+        self.pending_debits += amount
+
+    @event("CreditReserved")
+    def _credit_reserved(self, transfer_id: UUID, amount: int) -> None:
+        self.pending_credits += amount
+
+    @event("ReservationReleased")
+    def _reservation_released(self, transfer_id: UUID, side: str, amount: int) -> None:
+        if side == "debit":
+            self.pending_debits -= amount
+        else:
+            self.pending_credits -= amount
+
+    # Lifecycle commands.
+
+    def freeze(self) -> bool:
+        """Freezes an open account; returns False when it was frozen already."""
+        if self.status == CLOSED:
+            raise AccountClosed(f"account {self.id} is closed")
+        if self.status == FROZEN:
+            return False
+        self._frozen()
+        return True
+
+    def unfreeze(self) -> bool:
+        """Unfreezes a frozen account; returns False when it was open already."""
+        if self.status == CLOSED:
+            raise AccountClosed(f"account {self.id} is closed")
+        if self.status == OPEN:
+            return False
+        self._unfrozen()
+        return True
+
+    def close(self) -> None:
+        if self.status == CLOSED:
+            raise AccountClosed(f"account {self.id} is closed already")
+        if not self.is_empty:
+            raise AccountNotEmpty(
+                f"account {self.id} has balance {self.balance}, pending debits "
+                f"{self.pending_debits} and pending credits {self.pending_credits}"
+            )
+        self._closed()
+
+    def update_metadata(self, name: str, metadata: dict[str, str]) -> bool:
+        """Replaces name and metadata; returns False when nothing changes."""
+        if self.status == CLOSED:
+            raise AccountClosed(f"account {self.id} is closed")
+        if name == self.name and metadata == self.metadata:
+            return False
+        self._metadata_updated(name, dict(metadata))
+        return True
+
+    def change_overdraft_limit(self, overdraft_limit: int) -> bool:
+        """Sets a new limit; returns False when it is the current one.
+
+        Lowering the limit below what is already drawn is allowed (like a bank
+        cutting a credit line): further debits are refused until the balance recovers.
+        """
+        assert overdraft_limit >= 0 and not self.is_world
+        if self.status == CLOSED:
+            raise AccountClosed(f"account {self.id} is closed")
+        if overdraft_limit == self.overdraft_limit:
+            return False
+        self._overdraft_limit_changed(overdraft_limit)
+        return True
+
+    @event("OverdraftLimitChanged")
+    def _overdraft_limit_changed(self, overdraft_limit: int) -> None:
+        self.overdraft_limit = overdraft_limit
+
+    @event("Frozen")
+    def _frozen(self) -> None:
+        self.status = FROZEN
+
+    @event("Unfrozen")
+    def _unfrozen(self) -> None:
+        self.status = OPEN
+
+    @event("Closed")
+    def _closed(self) -> None:
+        self.status = CLOSED
+
+    @event("MetadataUpdated")
+    def _metadata_updated(self, name: str, metadata: dict[str, str]) -> None:
+        self.name = name
+        self.metadata = dict(metadata)

@@ -1,0 +1,1 @@
+"""Settings, persistence wiring, SQL views and hashing; depends on the domain only."""

@@ -1,0 +1,138 @@
+"""Settings -> eventsourcing environment -> a ready ``Ledger``.
+
+Every key is given explicitly, and the Ledger does not read ``os.environ``, so a stray
+variable cannot switch the store. SQLite connections are made durable here: the
+library sets WAL but leaves ``synchronous`` at NORMAL, which can lose the last commits
+on power loss; we set FULL on every connection and check it took.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+import psycopg
+from eventsourcing.persistence import InterfaceError
+from eventsourcing.sqlite import SQLiteConnection, SQLiteConnectionPool, SQLiteFactory
+from psycopg import sql
+
+from domain.ledger import Ledger
+from infrastructure.settings import DatabaseUrl, Settings
+
+SQLITE_SYNCHRONOUS_FULL = 2
+
+
+class DurableSQLiteConnectionPool(SQLiteConnectionPool):
+    def _create_connection(self) -> SQLiteConnection:
+        connection = super()._create_connection()
+        raw = connection._sqlite_conn
+        raw.execute("PRAGMA synchronous=FULL")
+        (synchronous,) = raw.execute("PRAGMA synchronous").fetchone()
+        (journal_mode,) = raw.execute("PRAGMA journal_mode").fetchone()
+        if synchronous != SQLITE_SYNCHRONOUS_FULL or journal_mode.lower() != "wal":
+            raise InterfaceError(
+                f"SQLite refused durable settings: synchronous={synchronous}, "
+                f"journal_mode={journal_mode}"
+            )
+        return connection
+
+
+class DurableSQLiteFactory(SQLiteFactory):
+    """SQLiteFactory whose connections use WAL with synchronous=FULL."""
+
+    def __init__(self, env: object) -> None:
+        super().__init__(env)  # type: ignore[arg-type]
+        old_pool = self.datastore.pool
+        self.datastore.pool = DurableSQLiteConnectionPool(
+            db_name=old_pool.db_name, lock_timeout=old_pool.lock_timeout
+        )
+        old_pool.close()
+
+
+def ledger_env(settings: Settings) -> dict[str, str]:
+    """The complete eventsourcing environment for ``settings``."""
+    database = settings.database
+    env: dict[str, str] = {}
+    if database.kind == "memory":
+        env["PERSISTENCE_MODULE"] = "eventsourcing.popo"
+    elif database.kind == "sqlite":
+        env["PERSISTENCE_MODULE"] = f"{__name__}:DurableSQLiteFactory"
+        env["SQLITE_DBNAME"] = database.path
+        env["SQLITE_LOCK_TIMEOUT"] = str(settings.sqlite_lock_timeout_seconds)
+    else:
+        env.update(_postgres_env(settings, database))
+    env["CREATE_TABLE"] = "y"
+    if settings.cipher_key is not None:
+        env["CIPHER_TOPIC"] = "eventsourcing.cipher:AESCipher"
+        env["CIPHER_KEY"] = settings.cipher_key.get_secret_value()
+    if settings.compress:
+        env["COMPRESSOR_TOPIC"] = "eventsourcing.compressor:ZlibCompressor"
+    return env
+
+
+def _postgres_env(settings: Settings, database: DatabaseUrl) -> dict[str, str]:
+    return {
+        "PERSISTENCE_MODULE": "eventsourcing.postgres",
+        "POSTGRES_DBNAME": database.dbname,
+        "POSTGRES_HOST": database.host,
+        "POSTGRES_PORT": str(database.port),
+        "POSTGRES_USER": database.user,
+        "POSTGRES_PASSWORD": database.password,
+        "POSTGRES_SCHEMA": database.schema,
+        "POSTGRES_CONNECT_TIMEOUT": str(settings.postgres_connect_timeout_seconds),
+        "POSTGRES_LOCK_TIMEOUT": str(settings.postgres_lock_timeout_seconds),
+        "POSTGRES_POOL_SIZE": str(settings.postgres_pool_size),
+        "POSTGRES_MAX_OVERFLOW": str(settings.postgres_max_overflow),
+        "POSTGRES_IDLE_IN_TRANSACTION_SESSION_TIMEOUT": str(
+            settings.postgres_idle_in_transaction_timeout_seconds
+        ),
+        "POSTGRES_PRE_PING": "y",
+    }
+
+
+def postgres_connect(database: DatabaseUrl, **kwargs: object) -> psycopg.Connection:
+    """A plain psycopg connection to the database the URL names."""
+    return psycopg.connect(
+        host=database.host,
+        port=database.port,
+        user=database.user,
+        password=database.password,
+        dbname=database.dbname,
+        connect_timeout=5,
+        **kwargs,  # type: ignore[arg-type]
+    )
+
+
+def prepare_database(settings: Settings) -> None:
+    """Creates what the eventsourcing recorders expect to exist already."""
+    database = settings.database
+    if database.kind == "sqlite":
+        Path(database.path).parent.mkdir(parents=True, exist_ok=True)
+    elif database.kind == "postgresql" and database.schema:
+        with postgres_connect(database, autocommit=True) as connection:
+            connection.execute(
+                sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(database.schema))
+            )
+
+
+def build_ledger(settings: Settings) -> Ledger:
+    """A Ledger on the store ``settings`` name, tables created, durability checked."""
+    prepare_database(settings)
+    ledger = Ledger(
+        ledger_env(settings),
+        snapshot_interval=settings.snapshot_interval,
+        retry_attempts=settings.retry_attempts,
+    )
+    if settings.database.kind == "sqlite":
+        check_sqlite_durability(settings.database.path)
+    return ledger
+
+
+def check_sqlite_durability(path: str) -> None:
+    """Asserts the file is in WAL mode (persistent) — synchronous is per connection
+    and is checked as each pooled connection is made."""
+    with sqlite3.connect(path) as connection:
+        (journal_mode,) = connection.execute("PRAGMA journal_mode").fetchone()
+    connection.close()
+    if journal_mode.lower() != "wal":
+        raise InterfaceError(f"{path} is in journal_mode={journal_mode}, expected wal")

@@ -1,0 +1,104 @@
+"""The one place that reads the environment: ``EVENTLEDGER_*`` variables."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+from urllib.parse import parse_qs, unquote, urlsplit
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEFAULT_DATABASE_URL = "sqlite:///./data/eventledger.db"
+
+
+class Settings(BaseSettings):
+    """Validated at start-up; a bad value stops the process with a clear message."""
+
+    model_config = SettingsConfigDict(env_prefix="EVENTLEDGER_", extra="ignore", frozen=True)
+
+    database_url: str = Field(
+        DEFAULT_DATABASE_URL,
+        description="sqlite:///path, postgresql://user:pass@host:port/db[?schema=s], memory://",
+    )
+    snapshot_interval: int = Field(100, ge=1, le=1_000_000)
+    cipher_key: SecretStr | None = Field(None, description="AES key (base64) for encryption")
+    compress: bool = False
+    retry_attempts: int = Field(12, ge=1, le=1000)
+    sqlite_lock_timeout_seconds: int = Field(5, ge=1, le=600)
+    postgres_lock_timeout_seconds: int = Field(5, ge=1, le=600)
+    postgres_connect_timeout_seconds: int = Field(5, ge=1, le=600)
+    postgres_pool_size: int = Field(5, ge=1, le=200)
+    postgres_max_overflow: int = Field(10, ge=0, le=200)
+    postgres_idle_in_transaction_timeout_seconds: int = Field(10, ge=1, le=3600)
+
+    @field_validator("database_url")
+    @classmethod
+    def _known_scheme(cls, value: str) -> str:
+        parse_database_url(value)
+        return value
+
+    @property
+    def database(self) -> DatabaseUrl:
+        return parse_database_url(self.database_url)
+
+
+class DatabaseUrl:
+    """A parsed ``EVENTLEDGER_DATABASE_URL``."""
+
+    def __init__(
+        self,
+        kind: Literal["sqlite", "postgresql", "memory"],
+        path: str = "",
+        host: str = "",
+        port: int = 5432,
+        user: str = "",
+        password: str = "",
+        dbname: str = "",
+        schema: str = "",
+    ) -> None:
+        self.kind = kind
+        self.path = path
+        self.host = host
+        self.port = port
+        self.user = user
+        self.password = password
+        self.dbname = dbname
+        self.schema = schema
+
+    def __repr__(self) -> str:
+        # Never print the password.
+        if self.kind == "sqlite":
+            return f"sqlite:///{self.path}"
+        if self.kind == "memory":
+            return "memory://"
+        suffix = f"?schema={self.schema}" if self.schema else ""
+        return f"postgresql://{self.user}@{self.host}:{self.port}/{self.dbname}{suffix}"
+
+
+def parse_database_url(url: str) -> DatabaseUrl:
+    """Parses a database URL; raises ValueError with the accepted forms."""
+    if url == "memory://":
+        return DatabaseUrl("memory")
+    if url.startswith("sqlite:///"):
+        path = url[len("sqlite:///") :]
+        if not path:
+            raise ValueError("sqlite:/// needs a file path, like sqlite:///./data/ledger.db")
+        return DatabaseUrl("sqlite", path=str(Path(path)))
+    parts = urlsplit(url)
+    if parts.scheme in ("postgresql", "postgres"):
+        schema = parse_qs(parts.query).get("schema", [""])[0]
+        if schema and not schema.replace("_", "").isalnum():
+            raise ValueError("schema must be letters, digits and underscores")
+        return DatabaseUrl(
+            "postgresql",
+            host=parts.hostname or "127.0.0.1",
+            port=parts.port or 5432,
+            user=unquote(parts.username or "postgres"),
+            password=unquote(parts.password or ""),
+            dbname=parts.path.lstrip("/") or "postgres",
+            schema=schema,
+        )
+    raise ValueError(
+        "database URL must be sqlite:///path, postgresql://user:pass@host:port/db or memory://"
+    )
