@@ -1,0 +1,1 @@
+"""The outside edge: FastAPI app, schemas, problem+json errors, auth and the CLI."""
