@@ -74,8 +74,8 @@ class NotFound(LedgerError):
 
 
 class AccountNotFound(NotFound):
-    def __init__(self, account_id: UUID | str) -> None:
-        super().__init__(f"account {account_id} not found")
+    def __init__(self, account_id: UUID | str, detail: str = "") -> None:
+        super().__init__(detail or f"account {account_id} not found")
         self.account_id = account_id
 
 

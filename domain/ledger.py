@@ -13,7 +13,7 @@ import random
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
-from typing import Any, ClassVar, TypeVar
+from typing import Any, ClassVar, TypeVar, cast
 from uuid import UUID, uuid4
 
 from eventsourcing.application import AggregateNotFoundError, Application
@@ -22,6 +22,7 @@ from eventsourcing.utils import Environment, EnvType
 
 from domain.account import Account
 from domain.errors import (
+    REJECTIONS_BY_CODE,
     AccountNotFound,
     AmountOutOfRange,
     BatchItemFailed,
@@ -30,7 +31,6 @@ from domain.errors import (
     InvalidRequest,
     LedgerError,
     PendingExpired,
-    REJECTIONS_BY_CODE,
     SameAccount,
     TransferNotFound,
     TransferNotPending,
@@ -67,7 +67,9 @@ class Ledger(Application[UUID]):
         clock: Callable[[], datetime] | None = None,
     ) -> None:
         assert snapshot_interval >= 1 and retry_attempts >= 1
-        self.snapshotting_intervals = {Account: snapshot_interval}
+        # The library reads the interval from this attribute when it saves; setting it
+        # per instance lets Settings choose it without defining a class per value.
+        self.snapshotting_intervals = {Account: snapshot_interval}  # type: ignore[misc]
         self.retry_attempts = retry_attempts
         self.retry_backoff_seconds = retry_backoff_seconds
         self.clock = clock or (lambda: datetime.now(UTC))
@@ -99,7 +101,7 @@ class Ledger(Application[UUID]):
         """
         check_currency(currency)
         check_text("name", name)
-        fields = dict(currency=currency, name=name, metadata=check_metadata(metadata))
+        checked_metadata = check_metadata(metadata)
         if not isinstance(overdraft_limit, int) or not 0 <= overdraft_limit <= 2**63 - 1:
             raise InvalidRequest("overdraft_limit must be an integer >= 0")
         account_id = account_id or uuid4()
@@ -109,9 +111,16 @@ class Ledger(Application[UUID]):
         def attempt() -> AccountView:
             existing = self._find(account_id)
             if existing is not None:
-                return self._replay_open(existing, fields, overdraft_limit)
+                return self._replay_open(
+                    existing, currency, (name, checked_metadata, overdraft_limit)
+                )
             account = Account(
-                id=account_id, overdraft_limit=overdraft_limit, is_world=False, **fields
+                id=account_id,
+                currency=currency,
+                name=name,
+                metadata=checked_metadata,
+                overdraft_limit=overdraft_limit,
+                is_world=False,
             )
             recordings = self.save(account, self._missing_world(currency))
             return AccountView.of(account, recordings[-1].notification.id)
@@ -134,9 +143,7 @@ class Ledger(Application[UUID]):
         """Raises AccountNotFound, AccountClosed, VersionMismatch."""
         return self._account_command(account_id, expected_version, Account.unfreeze)
 
-    def close_account(
-        self, account_id: UUID, expected_version: int | None = None
-    ) -> AccountView:
+    def close_account(self, account_id: UUID, expected_version: int | None = None) -> AccountView:
         """Closes for good. Raises AccountNotFound, AccountClosed, AccountNotEmpty,
         VersionMismatch."""
         return self._account_command(account_id, expected_version, Account.close)
@@ -277,7 +284,11 @@ class Ledger(Application[UUID]):
         """
         expired = 0
         for transfer_id in transfer_ids:
-            expired += self._retrying(lambda t=transfer_id: self._attempt_expire(t))
+
+            def attempt(transfer_id: UUID = transfer_id) -> int:
+                return self._attempt_expire(transfer_id)
+
+            expired += self._retrying(attempt)
         return expired
 
     def reverse(
@@ -389,11 +400,11 @@ class Ledger(Application[UUID]):
     def _version_at(self, account_id: UUID, at: datetime) -> int:
         version = 0
         for stored in self.events.get(account_id):
-            if stored.timestamp > at:
+            if cast(Account.Event, stored).timestamp > at:
                 break
             version = stored.originator_version
         if version == 0:
-            raise AccountNotFound(account_id)
+            raise AccountNotFound(account_id, f"account {account_id} did not exist at {at}")
         return version
 
     # Internals: the retry loop.
@@ -442,13 +453,13 @@ class Ledger(Application[UUID]):
         return self._retrying(attempt)
 
     def _replay_open(
-        self, existing: Any, fields: dict[str, Any], overdraft_limit: int
+        self, existing: Any, currency: str, opened_with: tuple[str, dict[str, str], int]
     ) -> AccountView:
         same = (
             isinstance(existing, Account)
             and not existing.is_world
-            and existing.currency == fields["currency"]
-            and existing.opened_with == (fields["name"], fields["metadata"], overdraft_limit)
+            and existing.currency == currency
+            and existing.opened_with == opened_with
         )
         if not same:
             raise IdempotencyKeyReused(f"{existing.id} exists with other fields")
@@ -504,9 +515,7 @@ class Ledger(Application[UUID]):
 
     def _replay_transfer(self, existing: Any, request: TransferRequest) -> TransferView:
         if not isinstance(existing, Transfer) or existing.request != request:
-            raise IdempotencyKeyReused(
-                f"{existing.id} was used for another request; use a new id"
-            )
+            raise IdempotencyKeyReused(f"{existing.id} was used for another request; use a new id")
         if existing.status == REJECTED:
             assert existing.error_code is not None and existing.error_detail is not None
             raise REJECTIONS_BY_CODE[existing.error_code](existing.error_detail)
@@ -679,4 +688,3 @@ def _account_event(stored: Any) -> AccountEvent:
         timestamp=stored.timestamp,
         data=data,
     )
-
