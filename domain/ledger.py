@@ -108,7 +108,7 @@ class Ledger(Application[UUID]):
         if account_id == world_account_id(currency):
             raise IdempotencyKeyReused(f"{account_id} is the {currency} world account")
 
-        def attempt() -> AccountView:
+        def attempt(_: bool) -> AccountView:
             existing = self._find(account_id)
             if existing is not None:
                 return self._replay_open(
@@ -241,7 +241,7 @@ class Ledger(Application[UUID]):
             pending, timeout_seconds,
         )  # fmt: skip
         transfer_id = transfer_id or uuid4()
-        return self._retrying(lambda: self._attempt_transfer(transfer_id, request))
+        return self._retrying(lambda first: self._attempt_transfer(transfer_id, request, first))
 
     def transfer_batch(self, items: Sequence[Mapping[str, Any]]) -> list[TransferView]:
         """Applies 1..1000 transfers in one transaction: all of them or none.
@@ -261,7 +261,7 @@ class Ledger(Application[UUID]):
         ids = [transfer_id for transfer_id, _ in planned]
         if len(set(ids)) != len(ids):
             raise InvalidRequest("transfer ids in a batch must be distinct")
-        return self._retrying(lambda: self._attempt_batch(planned))
+        return self._retrying(lambda first: self._attempt_batch(planned, first))
 
     def post_pending(self, transfer_id: UUID, amount: int | None = None) -> TransferView:
         """Captures ``amount`` (default all) of a pending transfer; releases the rest.
@@ -271,11 +271,11 @@ class Ledger(Application[UUID]):
         """
         if amount is not None:
             check_amount(amount)
-        return self._retrying(lambda: self._attempt_post_pending(transfer_id, amount))
+        return self._retrying(lambda _: self._attempt_post_pending(transfer_id, amount))
 
     def void_pending(self, transfer_id: UUID) -> TransferView:
         """Releases a pending transfer. Raises TransferNotFound, TransferNotPending."""
-        return self._retrying(lambda: self._attempt_void_pending(transfer_id))
+        return self._retrying(lambda _: self._attempt_void_pending(transfer_id))
 
     def expire_pending(self, transfer_ids: Iterable[UUID]) -> int:
         """Voids those of ``transfer_ids`` that are pending and past their timeout.
@@ -285,7 +285,7 @@ class Ledger(Application[UUID]):
         expired = 0
         for transfer_id in transfer_ids:
 
-            def attempt(transfer_id: UUID = transfer_id) -> int:
+            def attempt(_: bool, transfer_id: UUID = transfer_id) -> int:
                 return self._attempt_expire(transfer_id)
 
             expired += self._retrying(attempt)
@@ -310,7 +310,7 @@ class Ledger(Application[UUID]):
         check_text("description", description)
         reversal_id = reversal_id or uuid4()
         return self._retrying(
-            lambda: self._attempt_reverse(original_id, amount, reversal_id, description)
+            lambda _: self._attempt_reverse(original_id, amount, reversal_id, description)
         )
 
     def get_transfer(self, transfer_id: UUID) -> TransferView:
@@ -409,11 +409,16 @@ class Ledger(Application[UUID]):
 
     # Internals: the retry loop.
 
-    def _retrying(self, attempt: Callable[[], T]) -> T:
-        """Runs ``attempt`` until its save does not conflict, at most N times."""
+    def _retrying(self, attempt: Callable[[bool], T]) -> T:
+        """Runs ``attempt(first)`` until its save does not conflict, at most N times.
+
+        ``first`` lets a creating command skip its "does this id exist?" read on the
+        first try: the event store refuses a second version 1 of the same id anyway,
+        and the retry that follows that refusal does the read and replays.
+        """
         for number in range(self.retry_attempts):
             try:
-                return attempt()
+                return attempt(number == 0)
             except IntegrityError:
                 self.conflict_retries += 1
                 ceiling = min(0.1, self.retry_backoff_seconds * 2**number)
@@ -439,7 +444,7 @@ class Ledger(Application[UUID]):
         expected_version: int | None,
         change: Callable[[Account], bool | None],
     ) -> AccountView:
-        def attempt() -> AccountView:
+        def attempt(_: bool) -> AccountView:
             account = self._get_account(account_id)
             if account.is_world:
                 raise InvalidRequest("the world account cannot be changed")
@@ -500,8 +505,10 @@ class Ledger(Application[UUID]):
             reverses=reverses,
         )
 
-    def _attempt_transfer(self, transfer_id: UUID, request: TransferRequest) -> TransferView:
-        existing = self._find(transfer_id)
+    def _attempt_transfer(
+        self, transfer_id: UUID, request: TransferRequest, first: bool
+    ) -> TransferView:
+        existing = None if first else self._find(transfer_id)
         if existing is not None:
             return self._replay_transfer(existing, request)
         accounts = self._load_accounts([request])
@@ -559,10 +566,13 @@ class Ledger(Application[UUID]):
         )  # fmt: skip
         return transfer_id, request
 
-    def _attempt_batch(self, planned: list[tuple[UUID, TransferRequest]]) -> list[TransferView]:
-        existing = [self._find(transfer_id) for transfer_id, _ in planned]
-        if any(found is not None for found in existing):
-            return self._replay_batch(planned, existing)
+    def _attempt_batch(
+        self, planned: list[tuple[UUID, TransferRequest]], first: bool
+    ) -> list[TransferView]:
+        if not first:
+            existing = [self._find(transfer_id) for transfer_id, _ in planned]
+            if any(found is not None for found in existing):
+                return self._replay_batch(planned, existing)
         try:
             accounts = self._load_accounts(request for _, request in planned)
         except AccountNotFound as error:
