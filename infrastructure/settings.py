@@ -31,11 +31,34 @@ class Settings(BaseSettings):
     postgres_pool_size: int = Field(5, ge=1, le=200)
     postgres_max_overflow: int = Field(10, ge=0, le=200)
     postgres_idle_in_transaction_timeout_seconds: int = Field(10, ge=1, le=3600)
+    # Read models (projections/). None picks a default next to the events: a sibling
+    # SQLite file for sqlite:// (so view writes never wait on the event writer's lock),
+    # the same database for postgresql://, a temporary SQLite file for memory://.
+    views_database_url: str | None = Field(
+        None, description="where the read models live; sqlite:///path or postgresql://..."
+    )
+    projections_batch_size: int = Field(1000, ge=1, le=100_000)
+    projections_poll_interval_seconds: float = Field(0.2, ge=0.01, le=60)
+    read_your_writes_timeout_seconds: float = Field(5.0, ge=0, le=60)
+    # HTTP API (eventledger serve).
+    host: str = Field("127.0.0.1", description="address the API binds to")
+    port: int = Field(8000, ge=1, le=65535)
+    workers: int = Field(1, ge=1, le=64, description="uvicorn worker processes")
+    insecure_no_auth: bool = Field(False, description="serve without API keys off loopback")
+    request_body_size_max_bytes: int = Field(65536, ge=1024, le=16 * 1024 * 1024)
+    store_busy_retry_after_seconds: int = Field(1, ge=1, le=60, description="503 Retry-After")
 
     @field_validator("database_url")
     @classmethod
     def _known_scheme(cls, value: str) -> str:
         parse_database_url(value)
+        return value
+
+    @field_validator("views_database_url")
+    @classmethod
+    def _known_views_scheme(cls, value: str | None) -> str | None:
+        if value is not None:
+            parse_database_url(value)
         return value
 
     @property

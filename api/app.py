@@ -1,0 +1,133 @@
+"""The FastAPI application factory.
+
+``create_app(settings)`` builds nothing at import time: the lifespan builds the Ledger
+and the API-key store and keeps them on ``app.state``. Routers of other resources plug
+in by existing: a module in ``OPTIONAL_ROUTERS`` that exposes ``router`` is included,
+and its optional ``lifespan(app)`` (an async context manager, e.g. a projection
+follower) runs inside ours, after the ledger is built.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import logging
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack, asynccontextmanager
+from types import ModuleType
+from typing import Any
+
+from anyio import to_thread
+from fastapi import FastAPI
+
+from api.auth import may_run_open
+from api.errors import install_error_handlers, move_problems_to_problem_json
+from api.keystore import build_keystore
+from api.metrics import Metrics
+from api.middleware import BodySizeLimit, RequestMetrics
+from api.routers import accounts, operations, transfers
+from infrastructure.persistence import build_ledger
+from infrastructure.settings import Settings
+
+logger = logging.getLogger(__name__)
+
+OPTIONAL_ROUTERS = ("api.routers.read_models", "api.routers.audit")
+# A batch of 1000 transfers cannot fit in 64 KiB; it alone may send up to 1 MiB.
+BATCH_BODY_SIZE_MAX_BYTES = 1024 * 1024
+
+DESCRIPTION = """\
+An event-sourced, double-entry money ledger. Amounts are JSON integers of minor units.
+Errors are RFC 9457 `application/problem+json` documents with a stable `code`.
+Authenticate with `Authorization: Bearer <key>` (keys: `eventledger keys create`).
+"""
+
+
+class OpenModeRefused(RuntimeError):
+    """No API key exists and the server is bound beyond loopback."""
+
+
+def create_app(settings: Settings) -> FastAPI:
+    plugins = _optional_routers()
+    app = FastAPI(
+        title="eventledger",
+        version="1",
+        description=DESCRIPTION,
+        lifespan=_lifespan_with(plugins),
+    )
+    app.state.settings = settings
+    app.state.metrics = metrics = Metrics()
+    metrics.follow_conflict_retries(lambda: _conflict_retries(app))
+    install_error_handlers(app)
+    for router_module in (operations, accounts, transfers, *plugins):
+        app.include_router(router_module.router)
+    # Added last = outermost: the limit answers before routing, metrics see it all.
+    app.add_middleware(
+        BodySizeLimit,
+        size_max_bytes=settings.request_body_size_max_bytes,
+        size_max_bytes_by_path={"/v1/transfers/batch": BATCH_BODY_SIZE_MAX_BYTES},
+    )
+    app.add_middleware(RequestMetrics, metrics=metrics)
+    original_openapi = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        return move_problems_to_problem_json(original_openapi())
+
+    app.openapi = openapi  # type: ignore[method-assign]
+    return app
+
+
+def create_app_from_environment() -> FastAPI:
+    """The uvicorn factory of ``serve --workers N``: settings from EVENTLEDGER_*."""
+    return create_app(Settings())
+
+
+def _lifespan_with(plugins: list[ModuleType]) -> Any:
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        settings: Settings = app.state.settings
+        keystore = await to_thread.run_sync(build_keystore, settings)
+        try:
+            await to_thread.run_sync(_check_open_mode, settings, keystore.has_active())
+            app.state.keystore = keystore
+            app.state.ledger = ledger = await to_thread.run_sync(build_ledger, settings)
+            try:
+                async with AsyncExitStack() as stack:
+                    for plugin in plugins:
+                        if hasattr(plugin, "lifespan"):
+                            await stack.enter_async_context(plugin.lifespan(app))
+                    yield
+            finally:
+                ledger.close()
+        finally:
+            keystore.close()
+
+    return lifespan
+
+
+def _check_open_mode(settings: Settings, has_keys: bool) -> None:
+    if has_keys:
+        return
+    if not may_run_open(settings):
+        raise OpenModeRefused(
+            f"no API key exists and {settings.host} is not a loopback address: create one "
+            "with `eventledger keys create --scope admin`, or pass --insecure-no-auth"
+        )
+    logger.warning(
+        "no API key exists: the API is open to anyone who can reach %s:%s "
+        "(create one with `eventledger keys create --scope admin`)",
+        settings.host,
+        settings.port,
+    )
+
+
+def _optional_routers() -> list[ModuleType]:
+    return [
+        importlib.import_module(name)
+        for name in OPTIONAL_ROUTERS
+        if importlib.util.find_spec(name) is not None
+    ]
+
+
+def _conflict_retries(app: FastAPI) -> int:
+    ledger = getattr(app.state, "ledger", None)
+    return ledger.conflict_retries if ledger is not None else 0

@@ -1,0 +1,80 @@
+"""Bearer API keys with scopes, as FastAPI dependencies other routers reuse.
+
+``Depends(require_scope("write"))`` on a route (or router) lets a request through when
+its key grants the scope (``admin`` grants every scope). With no active key in the
+store, the API is open, but only if the server may run open: bound to a loopback
+address, or started with ``--insecure-no-auth``.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Callable
+from typing import Annotated
+
+from fastapi import Depends, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+
+from api.errors import Problem
+from api.keystore import SCOPES, KeyRecord, KeyStore, authenticate
+from infrastructure.settings import Settings
+
+_bearer = HTTPBearer(auto_error=False, description="An API key: `Authorization: Bearer elk_...`")
+BearerDep = Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
+CHALLENGE = {"WWW-Authenticate": 'Bearer realm="eventledger"'}
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def may_run_open(settings: Settings) -> bool:
+    """Without keys, serve only where nobody else can reach us, or when told to."""
+    return is_loopback(settings.host) or settings.insecure_no_auth
+
+
+def get_keystore(request: Request) -> KeyStore:
+    keystore: KeyStore = request.app.state.keystore
+    return keystore
+
+
+KeyStoreDep = Annotated[KeyStore, Depends(get_keystore)]
+
+
+def require_scope(scope: str) -> Callable[..., KeyRecord | None]:
+    """A dependency that answers 401 without a valid key and 403 without ``scope``."""
+    assert scope in SCOPES, scope
+
+    def check(request: Request, credentials: BearerDep, keystore: KeyStoreDep) -> KeyRecord | None:
+        if credentials is None:
+            if not keystore.has_active() and may_run_open(request.app.state.settings):
+                return None
+            raise Problem(
+                401,
+                "unauthorized",
+                "send an API key: Authorization: Bearer <key>",
+                headers=CHALLENGE,
+            )
+        record = authenticate(keystore, credentials.credentials)
+        if record is None:
+            raise Problem(
+                401, "unauthorized", "the API key is not valid or was revoked", headers=CHALLENGE
+            )
+        if not record.grants(scope):
+            raise Problem(403, "forbidden", f"the API key lacks the {scope!r} scope")
+        request.state.key_id = record.key_id
+        return record
+
+    check.__name__ = f"require_{scope}_scope"
+    return check
+
+
+ReadAccess = Depends(require_scope("read"))
+WriteAccess = Depends(require_scope("write"))
+AuditAccess = Depends(require_scope("audit"))
+AdminAccess = Depends(require_scope("admin"))

@@ -1,0 +1,106 @@
+"""FastAPI dependencies and the header rules shared by the routers.
+
+The aliases live at module level: defined inside a function, an ``Annotated`` alias
+silently becomes a query parameter.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated
+from uuid import NAMESPACE_URL, UUID, uuid4, uuid5
+
+from fastapi import Depends, Header, Request, Response
+
+from api.errors import Problem
+from api.metrics import Metrics
+from domain.ledger import Ledger
+from domain.views import AccountView, TransferView
+from infrastructure.settings import Settings
+
+IDEMPOTENCY_KEY_LENGTH_MAX = 255
+# Transfer id = uuid5(IDEMPOTENCY_NAMESPACE, Idempotency-Key): clients can compute it.
+IDEMPOTENCY_NAMESPACE = uuid5(NAMESPACE_URL, "eventledger:idempotency-key")
+_ETAG = re.compile(r'^"(\d{1,18})"$')
+
+
+def get_ledger(request: Request) -> Ledger:
+    ledger: Ledger = request.app.state.ledger
+    return ledger
+
+
+def get_settings(request: Request) -> Settings:
+    settings: Settings = request.app.state.settings
+    return settings
+
+
+def get_metrics(request: Request) -> Metrics:
+    metrics: Metrics = request.app.state.metrics
+    return metrics
+
+
+def get_idempotency_key(
+    idempotency_key: Annotated[
+        str | None,
+        Header(
+            max_length=IDEMPOTENCY_KEY_LENGTH_MAX,
+            description="Makes a retry safe: the same key and body answer the same result.",
+        ),
+    ] = None,
+) -> str | None:
+    if idempotency_key is not None and not idempotency_key.strip():
+        raise Problem(422, "validation_error", "Idempotency-Key must not be blank")
+    return idempotency_key
+
+
+def get_expected_version(
+    if_match: Annotated[
+        str | None,
+        Header(max_length=40, description='The ETag of the version you read, like "3".'),
+    ] = None,
+) -> int | None:
+    """``If-Match: "<version>"`` -> the version; ``*`` or no header -> None (any)."""
+    if if_match is None or if_match.strip() == "*":
+        return None
+    match = _ETAG.fullmatch(if_match.strip())
+    if match is None:
+        raise Problem(422, "validation_error", 'If-Match must be an ETag like "3"')
+    return int(match.group(1))
+
+
+LedgerDep = Annotated[Ledger, Depends(get_ledger)]
+SettingsDep = Annotated[Settings, Depends(get_settings)]
+MetricsDep = Annotated[Metrics, Depends(get_metrics)]
+IdempotencyKeyDep = Annotated[str | None, Depends(get_idempotency_key)]
+ExpectedVersionDep = Annotated[int | None, Depends(get_expected_version)]
+
+
+def command_id(body_id: UUID | None, idempotency_key: str | None, suffix: str = "") -> UUID:
+    """The body ``id``, else uuid5 of the Idempotency-Key (+ suffix), else random."""
+    if body_id is not None:
+        return body_id
+    if idempotency_key is not None:
+        return uuid5(IDEMPOTENCY_NAMESPACE, idempotency_key + suffix)
+    return uuid4()
+
+
+def etag(version: int) -> str:
+    return f'"{version}"'
+
+
+def answer_account(response: Response, view: AccountView) -> AccountView:
+    response.headers["ETag"] = etag(view.version)
+    if view.replayed:
+        response.status_code = 200
+        response.headers["Idempotent-Replayed"] = "true"
+    return view
+
+
+def answer_transfer(response: Response, view: TransferView, metrics: Metrics) -> TransferView:
+    response.headers["Location"] = f"/v1/transfers/{view.id}"
+    if view.replayed:
+        response.status_code = 200
+        response.headers["Idempotent-Replayed"] = "true"
+    else:
+        metrics.transfers_posted.labels(status=view.status).inc()
+    return view

@@ -1,0 +1,157 @@
+"""Transfers: /v1/transfers, including batches and the two-phase commands."""
+
+from __future__ import annotations
+
+from typing import Any
+from uuid import UUID
+
+from fastapi import APIRouter, Request, Response
+
+from api.auth import ReadAccess, WriteAccess
+from api.deps import IdempotencyKeyDep, LedgerDep, MetricsDep, answer_transfer, command_id
+from api.errors import READ_PROBLEMS, WRITE_PROBLEMS, problem_responses
+from api.schemas import (
+    BatchOut,
+    CreateBatch,
+    CreateTransfer,
+    PostPending,
+    ReverseTransfer,
+    TransferOut,
+)
+from domain.views import TransferView
+
+router = APIRouter(prefix="/v1/transfers", tags=["transfers"])
+
+
+@router.post(
+    "",
+    status_code=201,
+    response_model=TransferOut,
+    dependencies=[WriteAccess],
+    responses=problem_responses(*WRITE_PROBLEMS),
+    summary="Move money between two accounts (or reserve it, with pending)",
+)
+def create_transfer(
+    body: CreateTransfer,
+    request: Request,
+    response: Response,
+    ledger: LedgerDep,
+    metrics: MetricsDep,
+    idempotency_key: IdempotencyKeyDep,
+) -> TransferView:
+    transfer_id = request.state.transfer_id = command_id(body.id, idempotency_key)
+    view = ledger.transfer(
+        body.from_account,
+        body.to_account,
+        body.amount,
+        body.currency,
+        body.description,
+        body.metadata,
+        transfer_id,
+        pending=body.pending,
+        timeout_seconds=body.timeout_seconds,
+    )
+    return answer_transfer(response, view, metrics)
+
+
+@router.post(
+    "/batch",
+    status_code=201,
+    response_model=BatchOut,
+    dependencies=[WriteAccess],
+    responses=problem_responses(*WRITE_PROBLEMS),
+    summary="Apply 1..1000 transfers atomically: all or none",
+    description="A failing item answers 422 `batch_item_failed` with its `index` and "
+    "`item_code`; nothing is written. With an Idempotency-Key, item i without an id gets "
+    "uuid5 of the key + ':i'.",
+)
+def create_batch(
+    body: CreateBatch,
+    response: Response,
+    ledger: LedgerDep,
+    metrics: MetricsDep,
+    idempotency_key: IdempotencyKeyDep,
+) -> BatchOut:
+    items: list[dict[str, Any]] = [
+        {
+            "from_account": item.from_account,
+            "to_account": item.to_account,
+            "amount": item.amount,
+            "currency": item.currency,
+            "description": item.description,
+            "metadata": item.metadata,
+            "pending": item.pending,
+            "timeout_seconds": item.timeout_seconds,
+            "transfer_id": command_id(item.id, idempotency_key, f":{index}"),
+        }
+        for index, item in enumerate(body.transfers)
+    ]
+    views = ledger.transfer_batch(items)
+    if all(view.replayed for view in views):
+        response.status_code = 200
+        response.headers["Idempotent-Replayed"] = "true"
+    else:
+        for view in views:
+            metrics.transfers_posted.labels(status=view.status).inc()
+    position = max((view.position or 0 for view in views), default=0) or None
+    return BatchOut.model_validate({"transfers": views, "position": position}, from_attributes=True)
+
+
+@router.get(
+    "/{transfer_id}",
+    response_model=TransferOut,
+    dependencies=[ReadAccess],
+    responses=problem_responses(*READ_PROBLEMS),
+    summary="State of a transfer (including rejected attempts)",
+)
+def get_transfer(transfer_id: UUID, ledger: LedgerDep) -> TransferView:
+    return ledger.get_transfer(transfer_id)
+
+
+@router.post(
+    "/{transfer_id}/post",
+    response_model=TransferOut,
+    dependencies=[WriteAccess],
+    responses=problem_responses(*WRITE_PROBLEMS),
+    summary="Capture a pending transfer (all, or a smaller amount)",
+)
+def post_pending(
+    transfer_id: UUID, ledger: LedgerDep, metrics: MetricsDep, body: PostPending | None = None
+) -> TransferView:
+    view = ledger.post_pending(transfer_id, body.amount if body else None)
+    metrics.transfers_posted.labels(status=view.status).inc()
+    return view
+
+
+@router.post(
+    "/{transfer_id}/void",
+    response_model=TransferOut,
+    dependencies=[WriteAccess],
+    responses=problem_responses(*WRITE_PROBLEMS),
+    summary="Release a pending transfer",
+)
+def void_pending(transfer_id: UUID, ledger: LedgerDep) -> TransferView:
+    return ledger.void_pending(transfer_id)
+
+
+@router.post(
+    "/{transfer_id}/reverse",
+    status_code=201,
+    response_model=TransferOut,
+    dependencies=[WriteAccess],
+    responses=problem_responses(*WRITE_PROBLEMS),
+    summary="Post a compensating transfer linked by `reverses`",
+)
+def reverse_transfer(
+    transfer_id: UUID,
+    request: Request,
+    response: Response,
+    ledger: LedgerDep,
+    metrics: MetricsDep,
+    idempotency_key: IdempotencyKeyDep,
+    body: ReverseTransfer | None = None,
+) -> TransferView:
+    body = body or ReverseTransfer()
+    reversal_id = request.state.transfer_id = command_id(body.id, idempotency_key)
+    view = ledger.reverse(transfer_id, body.amount, reversal_id, body.description)
+    return answer_transfer(response, view, metrics)
