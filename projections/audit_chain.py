@@ -1,0 +1,123 @@
+"""The ``audit_chain`` projection: hash chain checkpoints over the event log.
+
+It follows the notification log in position order, extends the chain
+(``infrastructure.hashing``) and, per batch, writes in one transaction: a checkpoint
+every ``checkpoint_interval`` events, the positions it found empty, and its head,
+which is also its tracking record. The write is a compare-and-set on the head it
+started from, so a restart or a second follower never applies a batch twice.
+
+It is self-contained (it does not need the generic projection runner) because the
+chain must be computed over the stored bytes, not over decoded events.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from eventsourcing.application import Application
+
+from infrastructure.audit_store import (
+    ChainBatch,
+    ChainPoint,
+    ChainStore,
+    EventLog,
+    chain_store_for,
+    event_log_for,
+)
+from infrastructure.hashing import ALGORITHM, Digest, link
+from infrastructure.views import ViewStore
+
+NAME = "audit_chain"
+CHECKPOINT_INTERVAL_DEFAULT = 100
+BATCH_SIZE_DEFAULT = 5000
+BATCH_SIZE_MAX = 50_000
+ATTEMPTS_MAX = 20
+
+
+class AuditChain:
+    """Extends and reads the stored chain of one application's event log."""
+
+    name = NAME
+
+    def __init__(
+        self,
+        application: Application[Any],
+        *,
+        checkpoint_interval: int = CHECKPOINT_INTERVAL_DEFAULT,
+        batch_size: int = BATCH_SIZE_DEFAULT,
+        views: ViewStore | None = None,
+        log: EventLog | None = None,
+        store: ChainStore | None = None,
+    ) -> None:
+        assert checkpoint_interval >= 1 and 1 <= batch_size <= BATCH_SIZE_MAX
+        self.checkpoint_interval = checkpoint_interval
+        self.batch_size = batch_size
+        self.log = log or event_log_for(application)
+        self.store = store or chain_store_for(application, views)
+
+    def head(self) -> ChainPoint:
+        return self.store.head()
+
+    def digest(self) -> dict[str, Any]:
+        """The head as ``{position, hash, algorithm, events, digest}``."""
+        head = self.store.head()
+        return {
+            "position": head.position,
+            "hash": head.hash.hex(),
+            "algorithm": ALGORITHM,
+            "events": head.events,
+            "digest": str(Digest(head.position, head.hash)),
+        }
+
+    def lag(self) -> int:
+        return max(0, self.log.head_position() - self.store.head().position)
+
+    def catch_up(
+        self, stop: int | None = None, progress: Callable[[int], None] | None = None
+    ) -> int:
+        """Chains every event up to ``stop`` (default: the log's head now).
+
+        Returns the number of events chained. ``progress`` gets each batch's size.
+        """
+        stop = self.log.head_position() if stop is None else stop
+        chained = 0
+        while True:
+            done = self.step(stop)
+            if done == 0:
+                return chained
+            chained += done
+            if progress is not None:
+                progress(done)
+
+    def step(self, stop: int) -> int:
+        """Chains one batch after the stored head; returns how many events it chained."""
+        for _ in range(ATTEMPTS_MAX):
+            previous = self.store.head()
+            if previous.position >= stop:
+                return 0
+            rows = self.log.read(previous.position, stop, self.batch_size)
+            if not rows:
+                return 0
+            if self.store.commit(self._extend(previous, rows)):
+                return len(rows)
+            # Another follower moved the head first: start again from its head.
+        raise RuntimeError(f"{NAME}: lost the head to other followers {ATTEMPTS_MAX} times")
+
+    def _extend(self, previous: ChainPoint, rows: list[Any]) -> ChainBatch:
+        chain_hash = previous.hash
+        events = previous.events
+        expected = previous.position + 1
+        interval = self.checkpoint_interval
+        checkpoints: list[ChainPoint] = []
+        gaps: list[int] = []
+        for position, originator_id, version, topic, state in rows:
+            if position != expected:
+                gaps.extend(range(expected, position))
+            chain_hash = link(chain_hash, position, originator_id, version, topic, state)
+            events += 1
+            if events % interval == 0:
+                checkpoints.append(ChainPoint(position, chain_hash, events))
+            expected = position + 1
+        head = ChainPoint(rows[-1][0], chain_hash, events)
+        return ChainBatch(previous=previous, head=head, checkpoints=checkpoints, gaps=gaps)

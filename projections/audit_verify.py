@@ -1,0 +1,292 @@
+"""``audit verify``: recompute the chain from the stored events and check everything.
+
+The log is streamed from position 1 in batches up to the head as it was when the
+run began; only the chain hash, one record per account and the transfers still
+being matched are held, so memory does not grow with the log. Checked:
+
+- the chain against every stored checkpoint, the stored head and the given digest;
+- positions: a missing position is a deleted event unless the chain recorded it as
+  empty when it passed (PostgreSQL consumes sequence numbers on rollback); an event
+  at a position recorded as empty was inserted later;
+- the ledger invariants (``projections.audit_invariants``);
+- pluggable read-model checks, each comparing its view with the replayed accounts.
+
+Problems are sorted by position, so the first one is the first place where stored
+data, checkpoints, the digest or an invariant disagree.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+from uuid import UUID
+
+from eventsourcing.application import Application
+
+from infrastructure.audit_store import START, ChainPoint, ChainStore, EventLog, Row
+from infrastructure.hashing import ALGORITHM, GENESIS, Digest, link
+from projections.audit_chain import AuditChain
+from projections.audit_invariants import LedgerInvariants, Problem, ReplayedAccount
+
+BATCH_SIZE_DEFAULT = 5000
+GAP_RUN_LISTED_MAX = 10_000
+
+
+class ReadModelCheck(Protocol):
+    """Compares a read model with the accounts replayed from the events."""
+
+    name: str
+
+    def check(
+        self, accounts: Mapping[UUID, ReplayedAccount], position: int
+    ) -> Iterable[Problem]: ...
+
+
+@dataclass
+class VerifyResult:
+    ok: bool
+    events_checked: int
+    head: dict[str, Any]
+    problems: list[Problem] = field(default_factory=list)
+    problems_dropped: int = 0
+    checks: list[str] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "ok": self.ok,
+            "events_checked": self.events_checked,
+            "head": self.head,
+            "problems": [problem.as_dict() for problem in self.problems],
+            "problems_dropped": self.problems_dropped,
+            "checks": self.checks,
+        }
+
+
+def state_decoder(application: Application[Any]) -> Callable[[bytes], Any]:
+    """Stored state bytes -> the event's field dict, through the app's own mapper."""
+    mapper = application.mapper
+    cipher, compressor, transcoder = mapper.cipher, mapper.compressor, mapper.transcoder
+
+    def decode(state: bytes) -> Any:
+        if cipher is not None:
+            state = cipher.decrypt(state)
+        if compressor is not None:
+            state = compressor.decompress(state)
+        return transcoder.decode(state)
+
+    return decode
+
+
+class Verifier:
+    """One verification run; use ``run``."""
+
+    def __init__(
+        self,
+        chain: AuditChain,
+        decode: Callable[[bytes], Any] | None,
+        digest: Digest | None = None,
+        read_model_checks: Sequence[ReadModelCheck] = (),
+        batch_size: int = BATCH_SIZE_DEFAULT,
+    ) -> None:
+        self.log: EventLog = chain.log
+        self.store: ChainStore = chain.store
+        self.decode = decode
+        self.digest = digest
+        self.read_model_checks = read_model_checks
+        self.batch_size = batch_size
+        self.invariants = LedgerInvariants()
+        self.chain_hash = GENESIS
+        self.events = 0
+        self.expected_position = 1
+        self.chain_broken = False
+        self.last_good_checkpoint = 0
+        self.tracked: ChainPoint = START
+        self.tracked_seen = False
+        self.digest_seen = False
+
+    def report(self, check: str, detail: str, position: int | None) -> None:
+        self.invariants.report(Problem(check, detail, position))
+
+    def run(self, progress: Callable[[int], None] | None = None) -> VerifyResult:
+        # The stored head is read before the log's head, so a follower moving on
+        # concurrently can never put it past the end of what is checked.
+        self.tracked = self.store.head()
+        stop = self.log.head_position()
+        after = 0
+        while True:
+            rows = self.log.read(after, stop, self.batch_size)
+            if not rows:
+                break
+            self._check_batch(after, rows)
+            after = rows[-1][0]
+            if progress is not None:
+                progress(len(rows))
+        self._finish(after)
+        return self._result(after)
+
+    def _check_batch(self, after: int, rows: list[Row]) -> None:
+        last = rows[-1][0]
+        checkpoints = {c.position: c for c in self.store.checkpoints(after, last)}
+        known_gaps = set(self.store.gaps(after, last))
+        decode, invariants = self.decode, self.invariants
+        for position, originator_id, version, topic, state in rows:
+            if position != self.expected_position:
+                self._check_gap(self.expected_position, position, known_gaps)
+            if position in known_gaps:
+                self.report(
+                    "inserted",
+                    "an event is stored at a position that held none when it was chained",
+                    position,
+                )
+            self.chain_hash = link(self.chain_hash, position, originator_id, version, topic, state)
+            self.events += 1
+            self.expected_position = position + 1
+            if checkpoints:
+                self._check_point(checkpoints.pop(position, None), position)
+            if position == self.tracked.position:
+                self._check_tracked(position)
+            if self.digest is not None and position == self.digest.position:
+                self._check_digest(position)
+            if decode is not None:
+                self._feed(invariants, decode, position, originator_id, version, topic, state)
+        for position in sorted(checkpoints):
+            self.report("checkpoint", "a checkpoint names a position with no event", position)
+
+    def _feed(
+        self,
+        invariants: LedgerInvariants,
+        decode: Callable[[bytes], Any],
+        position: int,
+        originator_id: bytes,
+        version: int,
+        topic: str,
+        state: bytes,
+    ) -> None:
+        try:
+            data = decode(state)
+        except Exception as error:  # noqa: BLE001 - any undecodable state is a finding.
+            self.report("decode", f"stored state does not decode: {error}", position)
+            return
+        try:
+            invariants.feed(position, UUID(bytes=originator_id), version, topic, data)
+        except (KeyError, TypeError, ValueError) as error:
+            invariants.report(
+                Problem("decode", f"{topic} lacks or mistypes a field: {error!r}", position)
+            )
+
+    def _check_gap(self, first: int, position: int, known_gaps: set[int]) -> None:
+        if position - first > GAP_RUN_LISTED_MAX:
+            self.report("gap", f"positions {first} to {position - 1} hold no event", first)
+            return
+        missing = [p for p in range(first, position) if p not in known_gaps]
+        if missing:
+            self.report(
+                "gap",
+                f"no event at position {missing[0]}"
+                + (f" (and {len(missing) - 1} more before {position})" if len(missing) > 1 else "")
+                + ": deleted, or not chained yet",
+                missing[0],
+            )
+
+    def _check_point(self, checkpoint: ChainPoint | None, position: int) -> None:
+        if checkpoint is None or self.chain_broken:
+            return
+        if checkpoint.hash == self.chain_hash and checkpoint.events == self.events:
+            self.last_good_checkpoint = position
+            return
+        self.chain_broken = True  # every later checkpoint differs too: report the first
+        self.report(
+            "chain",
+            f"the recomputed chain differs from the checkpoint at position {position} "
+            f"({self.events} events recomputed, {checkpoint.events} recorded): an event in "
+            f"positions {self.last_good_checkpoint + 1}..{position} was changed, moved, "
+            "inserted or deleted after it was chained",
+            position,
+        )
+
+    def _check_tracked(self, position: int) -> None:
+        self.tracked_seen = True
+        if not self.chain_broken and (
+            self.tracked.hash != self.chain_hash or self.tracked.events != self.events
+        ):
+            self.chain_broken = True
+            self.report(
+                "chain",
+                f"the recomputed chain differs from the audit_chain head at position "
+                f"{position}: an event in positions {self.last_good_checkpoint + 1}.."
+                f"{position} was changed, moved, inserted or deleted after it was chained",
+                position,
+            )
+
+    def _check_digest(self, position: int) -> None:
+        assert self.digest is not None
+        self.digest_seen = True
+        if self.digest.hash != self.chain_hash:
+            self.report(
+                "digest",
+                f"the recomputed chain at position {position} is {self.chain_hash.hex()}, "
+                f"the digest says {self.digest.hash.hex()}: the log up to {position} is "
+                "not the one the digest was taken from",
+                position,
+            )
+
+    def _finish(self, last: int) -> None:
+        if self.tracked.position > 0 and not self.tracked_seen:
+            self.report(
+                "chain",
+                f"the audit_chain head is at position {self.tracked.position} but no event "
+                f"is stored there (the log ends at {last}): events were deleted",
+                min(self.tracked.position, last + 1),
+            )
+        if self.digest is not None and not self.digest_seen:
+            self.report(
+                "digest",
+                f"the digest names position {self.digest.position}, where no event is stored",
+                self.digest.position,
+            )
+        if self.decode is None:
+            return
+        self.invariants.finish(last)
+        for check in self.read_model_checks:
+            for problem in check.check(self.invariants.accounts, last):
+                self.invariants.report(problem)
+
+    def _result(self, last: int) -> VerifyResult:
+        problems = sorted(
+            self.invariants.problems,
+            key=lambda p: p.position if p.position is not None else last + 1,
+        )
+        checks = ["chain", "checkpoints", "positions"]
+        if self.digest is not None:
+            checks.append("digest")
+        if self.decode is not None:
+            checks += ["invariants"] + [check.name for check in self.read_model_checks]
+        return VerifyResult(
+            ok=not problems,
+            events_checked=self.events,
+            head={"position": last, "hash": self.chain_hash.hex(), "algorithm": ALGORITHM},
+            problems=problems,
+            problems_dropped=self.invariants.problems_dropped,
+            checks=checks,
+        )
+
+
+def verify(
+    application: Application[Any],
+    chain: AuditChain,
+    *,
+    digest: Digest | None = None,
+    invariants: bool = True,
+    read_model_checks: Sequence[ReadModelCheck] = (),
+    batch_size: int = BATCH_SIZE_DEFAULT,
+    progress: Callable[[int], None] | None = None,
+) -> VerifyResult:
+    """Verifies ``application``'s log against ``chain``'s stored checkpoints.
+
+    ``invariants=False`` checks the chain, the checkpoints, the positions and the
+    digest only (it decodes nothing).
+    """
+    decode = state_decoder(application) if invariants else None
+    verifier = Verifier(chain, decode, digest, read_model_checks, batch_size)
+    return verifier.run(progress)
