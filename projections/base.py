@@ -1,0 +1,171 @@
+"""What every projection shares: decoded events with their positions, the boundary
+of a save, and the table plumbing for live and rebuilding copies.
+
+A projection never ends a view transaction between two events of one save. The log
+has no transaction markers, so the boundary is derived from the model: every event
+that moves or reserves money (``Debited``, ``Credited``, ``DebitReserved``,
+``CreditReserved``, ``ReservationReleased``) carries a ``transfer_id``, and the save
+that writes it ends with an event of that Transfer aggregate (``Posted``, ``Pending``,
+``PendingPosted``, ``PendingVoided``; a reversal's ``Posted`` comes after the
+original's ``Reversed``). A position is a boundary when every transfer touched so far
+has had its Transfer event, which makes each transfer, and each atomic batch of
+transfers, whole inside one view transaction.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+from uuid import UUID
+
+from infrastructure.views import ViewTransaction
+
+REBUILD_SUFFIX = "__rebuild"
+REBUILD_TRACKING_SUFFIX = ":rebuild"
+
+
+@dataclass(frozen=True, slots=True)
+class Positioned:
+    """A decoded domain event and its position in the notification log."""
+
+    position: int
+    kind: str  # "Account.Credited", "Transfer.Posted", ...
+    event: Any
+
+
+def whole_saves(events: Sequence[Positioned]) -> int:
+    """How many leading ``events`` form whole saves (see the module docstring)."""
+    open_transfers: set[UUID] = set()
+    whole = 0
+    for index, positioned in enumerate(events):
+        event = positioned.event
+        if positioned.kind.startswith("Transfer."):
+            open_transfers.discard(event.originator_id)
+        else:
+            transfer_id = getattr(event, "transfer_id", None)
+            if transfer_id is not None:
+                open_transfers.add(transfer_id)
+        if not open_transfers:
+            whole = index + 1
+    return whole
+
+
+class Projection(Protocol):
+    """A read model: its tables, and how a batch of whole saves changes them."""
+
+    name: str
+    # Logical table name -> CREATE TABLE template; ``{table}`` is the physical name.
+    tables: Mapping[str, str]
+    # Logical table name -> CREATE INDEX templates with ``{index}`` and ``{table}``.
+    indexes: Mapping[str, Sequence[str]]
+
+    def apply(
+        self, tx: ViewTransaction, tables: Mapping[str, str], events: Sequence[Positioned]
+    ) -> None: ...
+
+
+def physical_tables(projection: Projection, rebuilding: bool) -> dict[str, str]:
+    suffix = REBUILD_SUFFIX if rebuilding else ""
+    return {logical: logical + suffix for logical in projection.tables}
+
+
+def tracking_name(projection: Projection, rebuilding: bool) -> str:
+    return projection.name + (REBUILD_TRACKING_SUFFIX if rebuilding else "")
+
+
+def create_tables(
+    tx: ViewTransaction, projection: Projection, rebuilding: bool, generation: str
+) -> None:
+    """Creates the projection's tables (if missing) and its tracking row at 0.
+
+    Index names carry ``generation`` because an index keeps its name when its table is
+    renamed by a swap; a fresh name per rebuild never collides with the live ones.
+    """
+    tables = physical_tables(projection, rebuilding)
+    for logical, template in projection.tables.items():
+        if tx.table_exists(tables[logical]):
+            continue
+        tx.execute(template.replace("{table}", tables[logical]))
+        for number, index in enumerate(projection.indexes.get(logical, ())):
+            name = f"{logical}_{number}_{generation}"
+            tx.execute(index.replace("{index}", name).replace("{table}", tables[logical]))
+    name = tracking_name(projection, rebuilding)
+    if name not in tx.positions():
+        tx.set_position(name, 0)
+
+
+def drop_tables(tx: ViewTransaction, projection: Projection, rebuilding: bool) -> None:
+    for table in physical_tables(projection, rebuilding).values():
+        tx.execute(f"DROP TABLE IF EXISTS {table}")
+    tx.forget(tracking_name(projection, rebuilding))
+
+
+def swap_in(tx: ViewTransaction, projection: Projection, position: int) -> None:
+    """Replaces the live tables by the rebuilt ones, in the caller's transaction."""
+    live = physical_tables(projection, rebuilding=False)
+    rebuilt = physical_tables(projection, rebuilding=True)
+    for logical in projection.tables:
+        tx.execute(f"DROP TABLE IF EXISTS {live[logical]}")
+        tx.execute(f"ALTER TABLE {rebuilt[logical]} RENAME TO {live[logical]}")
+    tx.set_position(tracking_name(projection, rebuilding=False), position)
+    tx.forget(tracking_name(projection, rebuilding=True))
+
+
+class TransferFacts:
+    """The currency and description of each transfer whose postings are in a batch.
+
+    Postings (``Debited``/``Credited``) carry neither; the Transfer event of the same
+    save does, except ``PendingPosted``, whose facts were recorded by ``Pending`` in
+    an earlier save. Those are kept in a small per-projection table (``pending``)
+    until the transfer is posted or voided.
+    """
+
+    def __init__(
+        self, tx: ViewTransaction, pending_table: str, events: Sequence[Positioned]
+    ) -> None:
+        self.facts: dict[UUID, tuple[str, str]] = {}
+        dialect = tx.dialect
+        started: list[tuple[Any, str, str]] = []
+        finished: list[UUID] = []
+        for positioned in events:
+            kind, event = positioned.kind, positioned.event
+            if kind in ("Transfer.Posted", "Transfer.Pending", "Transfer.Rejected"):
+                self.facts[event.originator_id] = (event.currency, event.description)
+                if kind == "Transfer.Pending":
+                    started.append(
+                        (dialect.id_value(event.originator_id), event.currency, event.description)
+                    )
+            elif kind in ("Transfer.PendingPosted", "Transfer.PendingVoided"):
+                finished.append(event.originator_id)
+        missing = [transfer_id for transfer_id in finished if transfer_id not in self.facts]
+        for transfer_id in missing:
+            rows = tx.fetchall(
+                "SELECT currency, description FROM {table} WHERE transfer_id = ?",
+                (dialect.id_value(transfer_id),),
+                table=pending_table,
+            )
+            assert rows, f"pending transfer {transfer_id} has no recorded facts"
+            self.facts[transfer_id] = (rows[0][0], rows[0][1])
+        tx.executemany(
+            "INSERT INTO {table} (transfer_id, currency, description) VALUES (?, ?, ?)",
+            started,
+            table=pending_table,
+        )
+        tx.executemany(
+            "DELETE FROM {table} WHERE transfer_id = ?",
+            [(dialect.id_value(transfer_id),) for transfer_id in finished],
+            table=pending_table,
+        )
+
+    def currency(self, transfer_id: UUID) -> str:
+        return self.facts[transfer_id][0]
+
+    def description(self, transfer_id: UUID) -> str:
+        return self.facts[transfer_id][1]
+
+
+PENDING_TABLE_TEMPLATE = (
+    "CREATE TABLE {table} (transfer_id {id} PRIMARY KEY, currency TEXT NOT NULL, "
+    "description TEXT NOT NULL)"
+)

@@ -1,0 +1,282 @@
+"""Reading the views: account lists, statements, totals, projection status, and
+waiting for a position (read-your-writes).
+
+Every method returns plain dataclasses. Each listing is one SQL statement, so it sees
+one committed batch: a page of balances never mixes the two sides of a transfer.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+from uuid import UUID
+
+from domain.errors import AccountNotFound, InvalidRequest, LedgerError
+from infrastructure.views import ViewStore
+from projections.balances import COLUMNS as BALANCE_COLUMNS
+from projections.base import REBUILD_TRACKING_SUFFIX, create_tables
+from projections.catalog import all_projections
+
+PAGE_SIZE_MAX = 1000
+WAIT_SECONDS_MAX = 30.0
+WAIT_INTERVAL_SECONDS = 0.01
+STATUSES = ("open", "frozen", "closed")
+
+
+class ViewBehind(LedgerError):
+    """A view has not reached the position a client asked for within the wait."""
+
+    code = "view_behind"
+
+    def __init__(self, names: list[str], position: int, reached: int) -> None:
+        super().__init__(
+            f"{', '.join(names)} reached position {reached}, not yet {position}; retry"
+        )
+        self.position = position
+        self.reached = reached
+
+
+@dataclass(frozen=True)
+class AccountRow:
+    id: UUID
+    currency: str
+    name: str
+    status: str
+    is_world: bool
+    balance: int
+    available_balance: int
+    pending_debits: int
+    pending_credits: int
+    overdraft_limit: int
+    metadata: dict[str, str]
+    version: int
+    created_at: datetime
+    updated_at: datetime
+    position: int
+
+
+@dataclass(frozen=True)
+class AccountPage:
+    accounts: list[AccountRow]
+    next_cursor: str | None
+    position: int  # the balances view's position when it was read
+
+
+@dataclass(frozen=True)
+class Posting:
+    position: int
+    transfer_id: UUID
+    amount: int  # signed: credits positive, debits negative
+    balance_after: int
+    timestamp: datetime
+    description: str
+
+
+@dataclass(frozen=True)
+class Statement:
+    account_id: UUID
+    currency: str
+    postings: list[Posting]
+    next_cursor: str | None
+    position: int
+
+
+@dataclass(frozen=True)
+class CurrencyTotals:
+    currency: str
+    balance_sum: int
+    accounts: int
+    transfers: int
+    rejected: int
+
+
+@dataclass(frozen=True)
+class ProjectionStatus:
+    name: str
+    position: int
+    head: int
+    lag: int
+    rebuilding: int | None  # the position of an unfinished rebuild
+
+
+class ReadModels:
+    """The queries the API and the CLI run against the views."""
+
+    def __init__(self, store: ViewStore, head_position: Callable[[], int]) -> None:
+        self.store = store
+        self.head_position = head_position
+        # Empty views until a follower has run, rather than "no such table".
+        with store.transaction() as tx:
+            for projection in all_projections().values():
+                create_tables(tx, projection, rebuilding=False, generation="g0")
+
+    def list_accounts(
+        self,
+        currency: str | None = None,
+        status: str | None = None,
+        cursor: str | None = None,
+        limit: int = 100,
+    ) -> AccountPage:
+        """Accounts ordered by id, after ``cursor`` (the last id of the previous page).
+
+        Raises InvalidRequest (limit, status or cursor malformed).
+        """
+        _check_limit(limit)
+        if status is not None and status not in STATUSES:
+            raise InvalidRequest(f"status must be one of {', '.join(STATUSES)}")
+        conditions, params = [], []
+        if currency is not None:
+            conditions.append("currency = ?")
+            params.append(currency)
+        if status is not None:
+            conditions.append("status = ?")
+            params.append(status)
+        dialect = self.store.dialect
+        if cursor is not None:
+            conditions.append("account_id > ?")
+            params.append(dialect.id_value(_parse_id_cursor(cursor)))
+        where = f"WHERE {' AND '.join(conditions)} " if conditions else ""
+        query = (
+            f"SELECT {', '.join(BALANCE_COLUMNS)} FROM balances {where}"
+            f"ORDER BY account_id LIMIT {limit + 1}"
+        )
+        with self.store.read() as tx:
+            position = tx.positions().get("balances", 0)
+            rows = tx.fetchall(query, params)
+        accounts = [_account_row(dialect, row) for row in rows[:limit]]
+        next_cursor = str(accounts[-1].id) if len(rows) > limit else None
+        return AccountPage(accounts, next_cursor, position)
+
+    def statement(self, account_id: UUID, cursor: str | None = None, limit: int = 100) -> Statement:
+        """Postings of an account, oldest first, after ``cursor`` (a position).
+
+        Raises InvalidRequest, AccountNotFound (not in the balances view).
+        """
+        _check_limit(limit)
+        after = _parse_position_cursor(cursor)
+        dialect = self.store.dialect
+        with self.store.read() as tx:
+            position = tx.positions().get("statements", 0)
+            found = tx.fetchall(
+                "SELECT currency FROM balances WHERE account_id = ?",
+                [dialect.id_value(account_id)],
+            )
+            rows = tx.fetchall(
+                "SELECT position, transfer_id, amount, balance_after, timestamp, description "
+                "FROM statements WHERE account_id = ? AND position > ? "
+                f"ORDER BY position LIMIT {limit + 1}",
+                [dialect.id_value(account_id), after],
+            )
+        if not found:
+            raise AccountNotFound(account_id)
+        postings = [
+            Posting(
+                position=int(row[0]),
+                transfer_id=dialect.id_from(row[1]),
+                amount=int(row[2]),
+                balance_after=int(row[3]),
+                timestamp=dialect.ts_from(row[4]),
+                description=row[5],
+            )
+            for row in rows[:limit]
+        ]
+        next_cursor = str(postings[-1].position) if len(rows) > limit else None
+        return Statement(account_id, found[0][0], postings, next_cursor, position)
+
+    def totals(self) -> list[CurrencyTotals]:
+        with self.store.read() as tx:
+            rows = tx.fetchall(
+                "SELECT currency, balance_sum, accounts, transfers, rejected "
+                "FROM totals ORDER BY currency",
+                [],
+            )
+        return [CurrencyTotals(r[0], int(r[1]), int(r[2]), int(r[3]), int(r[4])) for r in rows]
+
+    def balance_sums(self) -> dict[str, int]:
+        """Sum of all balances per currency from the balances view, in one query."""
+        with self.store.read() as tx:
+            rows = tx.fetchall("SELECT currency, SUM(balance) FROM balances GROUP BY currency")
+        return {currency: int(total) for currency, total in rows}
+
+    def status(self) -> list[ProjectionStatus]:
+        """Ours first, then any other view that keeps a tracking row (audit_chain)."""
+        head = self.head_position()
+        positions = self.store.positions()
+        names = list(all_projections())
+        names += sorted(
+            name
+            for name in positions
+            if name not in names and not name.endswith(REBUILD_TRACKING_SUFFIX)
+        )
+        return [
+            ProjectionStatus(
+                name=name,
+                position=positions.get(name, 0),
+                head=head,
+                lag=max(0, head - positions.get(name, 0)),
+                rebuilding=positions.get(name + REBUILD_TRACKING_SUFFIX),
+            )
+            for name in names
+        ]
+
+    def wait_for(
+        self, position: int, names: Iterable[str] = (), timeout_seconds: float = 5.0
+    ) -> None:
+        """Returns once every view in ``names`` (all when empty) has applied the log up
+        to ``position``; raises ViewBehind after ``timeout_seconds`` (at most 30)."""
+        names = list(names) or list(all_projections())
+        deadline = time.monotonic() + min(max(timeout_seconds, 0.0), WAIT_SECONDS_MAX)
+        while True:
+            positions = self.store.positions()
+            reached = min(positions.get(name, 0) for name in names)
+            if reached >= position:
+                return
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise ViewBehind(names, position, reached)
+            time.sleep(min(WAIT_INTERVAL_SECONDS, remaining))
+
+
+def _check_limit(limit: int) -> None:
+    if not 1 <= limit <= PAGE_SIZE_MAX:
+        raise InvalidRequest(f"limit must be 1..{PAGE_SIZE_MAX}")
+
+
+def _parse_id_cursor(cursor: str) -> UUID:
+    try:
+        return UUID(cursor)
+    except ValueError:
+        raise InvalidRequest("cursor must be the next_cursor of a previous page") from None
+
+
+def _parse_position_cursor(cursor: str | None) -> int:
+    if cursor is None:
+        return 0
+    if not cursor.isdigit() or len(cursor) > 19:
+        raise InvalidRequest("cursor must be the next_cursor of a previous page")
+    return int(cursor)
+
+
+def _account_row(dialect: Any, row: Any) -> AccountRow:
+    values = dict(zip(BALANCE_COLUMNS, row, strict=True))
+    return AccountRow(
+        id=dialect.id_from(values["account_id"]),
+        currency=values["currency"],
+        name=values["name"],
+        status=values["status"],
+        is_world=bool(values["is_world"]),
+        balance=int(values["balance"]),
+        available_balance=int(values["available_balance"]),
+        pending_debits=int(values["pending_debits"]),
+        pending_credits=int(values["pending_credits"]),
+        overdraft_limit=int(values["overdraft_limit"]),
+        metadata=json.loads(values["metadata"]),
+        version=int(values["version"]),
+        created_at=dialect.ts_from(values["created_at"]),
+        updated_at=dialect.ts_from(values["updated_at"]),
+        position=int(values["position"]),
+    )

@@ -1,0 +1,58 @@
+"""The ``statements`` view: one row per posting, for paged account statements.
+
+A posting is a ``Debited`` (negative amount) or ``Credited`` (positive) event; its row
+keeps the balance after it, so a page of a statement needs no running sum.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+from infrastructure.views import ViewTransaction
+from projections.base import PENDING_TABLE_TEMPLATE, Positioned, TransferFacts
+
+NAME = "statements"
+_SIGN = {"Account.Credited": 1, "Account.Debited": -1}
+_INSERT = (
+    "INSERT INTO {table} (position, account_id, transfer_id, amount, balance_after, "
+    "timestamp, description) VALUES (?, ?, ?, ?, ?, ?, ?)"
+)
+
+
+class Statements:
+    name = NAME
+    tables: Mapping[str, str] = {
+        "statements": (
+            "CREATE TABLE {table} (position {int} PRIMARY KEY, account_id {id} NOT NULL, "
+            "transfer_id {id} NOT NULL, amount {int} NOT NULL, balance_after {int} NOT NULL, "
+            "timestamp {ts} NOT NULL, description TEXT NOT NULL)"
+        ),
+        "statements_pending": PENDING_TABLE_TEMPLATE,
+    }
+    indexes: Mapping[str, Sequence[str]] = {
+        "statements": ("CREATE INDEX {index} ON {table} (account_id, position)",)
+    }
+
+    def apply(
+        self, tx: ViewTransaction, tables: Mapping[str, str], events: Sequence[Positioned]
+    ) -> None:
+        facts = TransferFacts(tx, tables["statements_pending"], events)
+        dialect = tx.dialect
+        rows = []
+        for positioned in events:
+            sign = _SIGN.get(positioned.kind)
+            if sign is None:
+                continue
+            event = positioned.event
+            rows.append(
+                (
+                    positioned.position,
+                    dialect.id_value(event.originator_id),
+                    dialect.id_value(event.transfer_id),
+                    sign * event.amount,
+                    event.balance_after,
+                    dialect.ts_value(event.timestamp),
+                    facts.description(event.transfer_id),
+                )
+            )
+        tx.executemany(_INSERT, rows, table=tables["statements"])
