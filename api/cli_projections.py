@@ -1,0 +1,226 @@
+"""``eventledger projections run|status|rebuild [NAME...]``: the read models' CLI.
+
+``run`` follows the log in the foreground until SIGINT/SIGTERM (the production runner;
+``eventledger serve`` has the same follower in-process). ``status`` shows each view's
+position, the log head and the lag. ``rebuild`` replays the log into fresh tables with
+a progress bar and swaps them in; interrupted, the next ``rebuild`` resumes it.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import asdict
+from types import FrameType
+from typing import Annotated
+
+import typer
+from eventsourcing.persistence import PersistenceError
+from pydantic import ValidationError
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+from rich.table import Table
+
+from domain.ledger import Ledger
+from infrastructure.persistence import build_ledger
+from infrastructure.settings import Settings
+from infrastructure.views import ViewStore
+from projections.base import Projection
+from projections.catalog import all_projections, select_projections
+from projections.queries import ReadModels
+from projections.rebuild import REBUILD_BATCH_SIZE, rebuild
+from projections.runner import ProjectionRunner
+
+projections_app = typer.Typer(
+    help="Run, inspect and rebuild the read models.", no_args_is_help=True
+)
+stdout = Console(soft_wrap=True)
+stderr = Console(stderr=True, soft_wrap=True)
+
+NamesArgument = Annotated[
+    list[str] | None,
+    typer.Argument(help=f"Projections ({', '.join(all_projections())}); default all."),
+]
+DatabaseOption = Annotated[
+    str | None,
+    typer.Option("--database", help="Events database URL; default EVENTLEDGER_DATABASE_URL."),
+]
+ViewsDatabaseOption = Annotated[
+    str | None,
+    typer.Option(
+        "--views-database",
+        help="Views database URL; default EVENTLEDGER_VIEWS_DATABASE_URL, else beside the events.",
+    ),
+]
+JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")]
+
+
+def _fail(message: str, code: int = 1) -> typer.Exit:
+    stderr.print(f"[red]error:[/red] {message}", highlight=False)
+    return typer.Exit(code)
+
+
+def _settings(database: str | None, views_database: str | None, **overrides: object) -> Settings:
+    values = {"database_url": database, "views_database_url": views_database, **overrides}
+    try:
+        return Settings(**{k: v for k, v in values.items() if v is not None})
+    except ValidationError as error:
+        first = error.errors()[0]
+        field = ".".join(str(part) for part in first["loc"])
+        raise _fail(f"invalid setting {field}: {first['msg']}", 2) from None
+
+
+def _projections(names: list[str] | None) -> list[Projection]:
+    try:
+        return select_projections(names or ())
+    except ValueError as error:
+        raise _fail(str(error), 2) from None
+
+
+@contextmanager
+def _open(settings: Settings) -> Iterator[tuple[Ledger, ViewStore]]:
+    if settings.database.kind == "memory":
+        raise _fail("memory:// lives inside one process; use sqlite:/// or postgresql://", 2)
+    try:
+        ledger = build_ledger(settings)
+        store = ViewStore.from_settings(settings)
+    except (PersistenceError, OSError, ValueError) as error:
+        raise _fail(f"cannot open the databases: {error}") from None
+    try:
+        yield ledger, store
+    finally:
+        store.close()
+        ledger.close()
+
+
+@projections_app.command("run")
+def run(
+    names: NamesArgument = None,
+    database: DatabaseOption = None,
+    views_database: ViewsDatabaseOption = None,
+    batch_size: Annotated[int | None, typer.Option(min=1, max=100_000)] = None,
+    poll_interval: Annotated[
+        float | None, typer.Option(min=0.01, max=60, help="Seconds between polls.")
+    ] = None,
+) -> None:
+    """Follow the log and keep the views current, until SIGINT or SIGTERM."""
+    settings = _settings(
+        database,
+        views_database,
+        projections_batch_size=batch_size,
+        projections_poll_interval_seconds=poll_interval,
+    )
+    projections = _projections(names)
+    stop = threading.Event()
+
+    def on_signal(number: int, frame: FrameType | None) -> None:
+        stop.set()
+
+    signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGTERM, on_signal)
+    with _open(settings) as (ledger, store):
+        runner = ProjectionRunner(
+            ledger,
+            store,
+            projections,
+            events_database=settings.database,
+            batch_size=settings.projections_batch_size,
+            poll_interval_seconds=settings.projections_poll_interval_seconds,
+        )
+        runner.start()
+        how = "LISTEN/NOTIFY and polling" if runner.listener else "polling"
+        stderr.print(
+            f"following {settings.database!r} into {store.database!r} "
+            f"({', '.join(p.name for p in projections)}; {how})",
+            highlight=False,
+        )
+        while not stop.wait(0.5):
+            if not runner.is_alive:
+                raise _fail("the follower stopped; see the log above")
+        runner.stop()
+
+
+@projections_app.command("status")
+def status(
+    database: DatabaseOption = None,
+    views_database: ViewsDatabaseOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Each view's position, the log head and the lag."""
+    settings = _settings(database, views_database)
+    with _open(settings) as (ledger, store):
+        rows = ReadModels(store, ledger.head_position).status()
+    if as_json:
+        print(json.dumps([asdict(row) for row in rows], indent=2))
+        return
+    table = Table("name", "position", "head", "lag", "rebuilding")
+    for row in rows:
+        rebuilding = "" if row.rebuilding is None else f"at {row.rebuilding}"
+        table.add_row(row.name, str(row.position), str(row.head), str(row.lag), rebuilding)
+    stdout.print(table)
+
+
+@projections_app.command("rebuild")
+def rebuild_command(
+    names: NamesArgument = None,
+    database: DatabaseOption = None,
+    views_database: ViewsDatabaseOption = None,
+    batch_size: Annotated[int, typer.Option(min=1, max=100_000)] = REBUILD_BATCH_SIZE,
+    as_json: JsonOption = False,
+) -> None:
+    """Replay the log into fresh tables and swap them in; resumes an interrupted one."""
+    settings = _settings(database, views_database)
+    projections = _projections(names)
+    with _open(settings) as (ledger, store), _progress_bar() as progress:
+        task = progress.add_task("rebuild", total=None, rate="")
+        started = time.monotonic()
+
+        def on_progress(done: int, total: int) -> None:
+            elapsed = max(time.monotonic() - started, 1e-6)
+            progress.update(task, completed=done, total=total, rate=f"{done / elapsed:,.0f}")
+
+        try:
+            report = rebuild(
+                ledger, store, projections, batch_size=batch_size, progress=on_progress
+            )
+        except KeyboardInterrupt:
+            raise _fail("interrupted; run the same command again to resume", 130) from None
+    summary = {**asdict(report), "events_per_second": round(report.events_per_second)}
+    if as_json:
+        print(json.dumps(summary, indent=2))
+        return
+    resumed = f", resumed from {report.resumed_from}" if report.resumed_from else ""
+    verdict = "swapped in" if report.swapped else "NOT swapped (the live views kept moving)"
+    stdout.print(
+        f"rebuilt {', '.join(report.names)}: {report.events:,} events in "
+        f"{report.seconds:.1f}s ({report.events_per_second:,.0f} events/s){resumed}; "
+        f"{verdict} at position {report.position}",
+        highlight=False,
+    )
+    if not report.swapped:
+        raise typer.Exit(1)
+
+
+def _progress_bar() -> Progress:
+    return Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("events  {task.fields[rate]} events/s"),
+        TimeElapsedColumn(),
+        TextColumn("ETA"),
+        TimeRemainingColumn(),
+        console=stderr,
+        transient=False,
+    )
