@@ -29,7 +29,7 @@ from infrastructure.hashing import ALGORITHM, Digest, link
 from infrastructure.views import ViewStore
 
 NAME = "audit_chain"
-CHECKPOINT_INTERVAL_DEFAULT = 100
+CHECKPOINT_INTERVAL_DEFAULT = 1
 BATCH_SIZE_DEFAULT = 5000
 BATCH_SIZE_MAX = 50_000
 ATTEMPTS_MAX = 20

@@ -1,0 +1,172 @@
+"""``eventledger audit digest|verify``: the hash chain's head, and a full verification.
+
+``verify`` exits 0 only if everything holds, 1 when it found a problem, 2 on bad
+input (a malformed digest, an unreachable database). The progress bar goes to
+stderr, so ``--json`` output on stdout stays machine-readable.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Annotated, Any
+
+import typer
+from eventsourcing.persistence import PersistenceError
+from psycopg import Error as PsycopgError
+from pydantic import ValidationError
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    ProgressColumn,
+    Task,
+    TaskProgressColumn,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+from rich.table import Table
+from rich.text import Text
+
+from infrastructure.hashing import parse_digest
+from infrastructure.persistence import build_ledger
+from infrastructure.settings import Settings
+from infrastructure.views import ViewStore
+from projections.audit import Audit
+from projections.audit_verify import VerifyResult
+
+audit_app = typer.Typer(
+    help="Digest of the hash chain; verification of the whole log.", no_args_is_help=True
+)
+stdout = Console(soft_wrap=True)
+stderr = Console(stderr=True, soft_wrap=True)
+PROBLEMS_SHOWN_MAX = 20
+
+DatabaseOption = Annotated[
+    str | None,
+    typer.Option("--database", help="Database URL; default EVENTLEDGER_DATABASE_URL."),
+]
+JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")]
+
+
+def _fail(message: str, code: int = 2) -> typer.Exit:
+    stderr.print(f"[red]error:[/red] {message}", highlight=False)
+    return typer.Exit(code)
+
+
+@contextmanager
+def open_audit(database: str | None) -> Iterator[Audit]:
+    try:
+        settings = Settings() if database is None else Settings(database_url=database)
+    except ValidationError as error:
+        raise _fail(f"invalid setting: {error.errors()[0]['msg']}") from None
+    try:
+        ledger = build_ledger(settings)
+    except (PersistenceError, PsycopgError, OSError) as error:
+        raise _fail(f"cannot open {settings.database!r}: {error}") from None
+    views = None
+    try:
+        views = ViewStore.from_settings(settings)
+        yield Audit(ledger, views)
+    except (PersistenceError, PsycopgError) as error:
+        raise _fail(f"storage error: {error}") from None
+    finally:
+        if views is not None:
+            views.close()
+        ledger.close()
+
+
+@audit_app.command("digest")
+def digest(database: DatabaseOption = None, as_json: JsonOption = False) -> None:
+    """Print the chain's head as HASH@POSITION: keep it outside the database."""
+    with open_audit(database) as audit:
+        head = audit.digest()
+    if as_json:
+        print(json.dumps({key: head[key] for key in ("position", "hash", "algorithm")}))
+        return
+    stdout.print(head["digest"], highlight=False)
+    stderr.print(
+        f"{head['algorithm']}, {head['events']} events up to position {head['position']}",
+        highlight=False,
+    )
+
+
+@audit_app.command("verify")
+def verify(
+    digest_text: Annotated[
+        str | None,
+        typer.Option("--digest", help="HASH@POSITION from an earlier `audit digest`."),
+    ] = None,
+    chain_only: Annotated[
+        bool, typer.Option("--chain-only", help="Check the chain only, no invariants.")
+    ] = False,
+    database: DatabaseOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Recompute the chain from every stored event and check the ledger's invariants."""
+    try:
+        digest = None if digest_text is None else parse_digest(digest_text)
+    except ValueError as error:
+        raise _fail(str(error)) from None
+    with open_audit(database) as audit, _progress() as progress:
+        task = progress.add_task("verifying", total=audit.head_position() or None)
+        result = audit.verify(
+            digest,
+            invariants=not chain_only,
+            progress=lambda done: progress.advance(task, done),
+        )
+    if as_json:
+        print(json.dumps(result.as_dict(), indent=2))
+    else:
+        _render(result)
+    raise typer.Exit(0 if result.ok else 1)
+
+
+class EventsPerSecondColumn(ProgressColumn):
+    def render(self, task: Task) -> Text:
+        speed = task.finished_speed or task.speed
+        return Text("" if speed is None else f"{speed:,.0f} events/s")
+
+
+def _progress() -> Progress:
+    return Progress(
+        TextColumn("[progress.description]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TaskProgressColumn(),
+        EventsPerSecondColumn(),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        console=stderr,
+        transient=True,
+    )
+
+
+def _render(result: VerifyResult) -> None:
+    head = result.head
+    if result.ok:
+        stdout.print(
+            f"[green]OK[/green]: {result.events_checked} events verified "
+            f"({', '.join(result.checks)}); head {head['hash']}@{head['position']}",
+            highlight=False,
+        )
+        return
+    total = len(result.problems) + result.problems_dropped
+    first = result.problems[0]
+    stdout.print(
+        f"[red]FAILED[/red]: {total} problem(s) in {result.events_checked} events; first at "
+        f"position {first.position}"
+        + (f", account {first.account_id}" if first.account_id else "")
+        + f": {first.detail}",
+        highlight=False,
+    )
+    table = Table("position", "check", "account", "detail")
+    for problem in result.problems[:PROBLEMS_SHOWN_MAX]:
+        row: list[Any] = [problem.position, problem.check, problem.account_id, problem.detail]
+        table.add_row(*("" if value is None else str(value) for value in row))
+    stdout.print(table)
+    if total > PROBLEMS_SHOWN_MAX:
+        stdout.print(f"... and {total - PROBLEMS_SHOWN_MAX} more (--json lists up to 1000)")
