@@ -277,5 +277,8 @@ def history(
     emit(events, as_json, render_history)
 
 
+app.add_typer(__import__("api.cli_audit").cli_audit.audit_app, name="audit")
+
+
 def main() -> None:
     app()
