@@ -11,8 +11,10 @@ being matched are held, so memory does not grow with the log. Checked:
 - the ledger invariants (``projections.audit_invariants``);
 - pluggable read-model checks, each comparing its view with the replayed accounts.
 
-Problems are sorted by position, so the first one is the first place where stored
-data, checkpoints, the digest or an invariant disagree.
+Problems are sorted by position, those of the log's integrity (chain, checkpoints,
+positions, digest) before the invariants, which a broken log makes fail as a
+consequence: the first problem is the first place where the stored data disagree
+with the chain or the digest, else the first place where an invariant fails.
 """
 
 from __future__ import annotations
@@ -31,6 +33,9 @@ from projections.audit_invariants import LedgerInvariants, Problem, ReplayedAcco
 
 BATCH_SIZE_DEFAULT = 5000
 GAP_RUN_LISTED_MAX = 10_000
+# A broken log explains every invariant that fails after it, so its problems come
+# first: the first problem is the root cause, not a consequence.
+INTEGRITY_CHECKS = frozenset({"chain", "checkpoint", "gap", "inserted", "digest"})
 
 
 class ReadModelCheck(Protocol):
@@ -289,7 +294,10 @@ class Verifier:
     def _result(self, last: int) -> VerifyResult:
         problems = sorted(
             self.invariants.problems,
-            key=lambda p: p.position if p.position is not None else last + 1,
+            key=lambda p: (
+                p.check not in INTEGRITY_CHECKS,
+                p.position if p.position is not None else last + 1,
+            ),
         )
         checks = ["chain", "checkpoints", "positions"]
         if self.digest is not None:
