@@ -586,6 +586,13 @@ class Ledger(Application[UUID]):
             try:
                 transfers.append(self._apply(transfer_id, request, accounts))
             except LedgerError as error:
+                # A failed batch records nothing, so no conflict sends a replay to the
+                # retry path: look for a replay here, where it can answer the original
+                # even though its items would fail now (money spent since, say).
+                if first:
+                    existing = [self._find(transfer_id) for transfer_id, _ in planned]
+                    if any(found is not None for found in existing):
+                        return self._replay_batch(planned, existing)
                 raise BatchItemFailed(index, error) from None
         recordings = self.save(*accounts.values(), *transfers)
         position = recordings[-1].notification.id

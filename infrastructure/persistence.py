@@ -9,6 +9,8 @@ on power loss; we set FULL on every connection and check it took.
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import psycopg
@@ -62,6 +64,11 @@ def ledger_env(settings: Settings) -> dict[str, str]:
     else:
         env.update(_postgres_env(settings, database))
     env["CREATE_TABLE"] = "y"
+    if settings.aggregate_cache_size:
+        # Fast-forward reads the events newer than the cached version on every load,
+        # so a cached aggregate is never stale, even with other writer processes.
+        env["AGGREGATE_CACHE_MAXSIZE"] = str(settings.aggregate_cache_size)
+        env["AGGREGATE_CACHE_FASTFORWARD"] = "y"
     if settings.cipher_key is not None:
         env["CIPHER_TOPIC"] = "eventsourcing.cipher:AESCipher"
         env["CIPHER_KEY"] = settings.cipher_key.get_secret_value()
@@ -118,14 +125,38 @@ def prepare_database(settings: Settings) -> None:
 def build_ledger(settings: Settings) -> Ledger:
     """A Ledger on the store ``settings`` name, tables created, durability checked."""
     prepare_database(settings)
-    ledger = Ledger(
-        ledger_env(settings),
-        snapshot_interval=settings.snapshot_interval,
-        retry_attempts=settings.retry_attempts,
-    )
+    with schema_lock(settings):
+        ledger = Ledger(
+            ledger_env(settings),
+            snapshot_interval=settings.snapshot_interval,
+            retry_attempts=settings.retry_attempts,
+        )
     if settings.database.kind == "sqlite":
         check_sqlite_durability(settings.database.path)
     return ledger
+
+
+# Any fixed number names the lock; this one spells "evtledgr" in ASCII.
+SCHEMA_ADVISORY_LOCK_KEY = 0x6576746C65646772
+
+
+@contextmanager
+def schema_lock(settings: Settings) -> Iterator[None]:
+    """Serialises table creation across processes on PostgreSQL.
+
+    Several API processes starting at once would otherwise race in CREATE TABLE IF
+    NOT EXISTS and fail with "tuple concurrently updated". SQLite serialises DDL
+    itself; the memory store is one process.
+    """
+    if settings.database.kind != "postgresql":
+        yield
+        return
+    with postgres_connect(settings.database, autocommit=True) as connection:
+        connection.execute("SELECT pg_advisory_lock(%s)", (SCHEMA_ADVISORY_LOCK_KEY,))
+        try:
+            yield
+        finally:
+            connection.execute("SELECT pg_advisory_unlock(%s)", (SCHEMA_ADVISORY_LOCK_KEY,))
 
 
 def check_sqlite_durability(path: str) -> None:

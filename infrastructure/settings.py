@@ -25,6 +25,13 @@ class Settings(BaseSettings):
     cipher_key: SecretStr | None = Field(None, description="AES key (base64) for encryption")
     compress: bool = False
     retry_attempts: int = Field(12, ge=1, le=1000)
+    aggregate_cache_size: int = Field(
+        10_000,
+        ge=0,
+        le=10_000_000,
+        description="Aggregates kept in memory and fast-forwarded from the store on each "
+        "load (so still correct with several processes); 0 turns the cache off.",
+    )
     sqlite_lock_timeout_seconds: int = Field(5, ge=1, le=600)
     postgres_lock_timeout_seconds: int = Field(5, ge=1, le=600)
     postgres_connect_timeout_seconds: int = Field(5, ge=1, le=600)

@@ -107,4 +107,3 @@ class TestIdempotency:
         alice, bob = funded(ledger, 10), funded(ledger, 0)
         with pytest.raises(IdempotencyKeyReused):
             ledger.transfer(alice.id, bob.id, 5, "USD", transfer_id=bob.id)
-
