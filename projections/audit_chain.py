@@ -32,7 +32,6 @@ NAME = "audit_chain"
 CHECKPOINT_INTERVAL_DEFAULT = 1
 BATCH_SIZE_DEFAULT = 5000
 BATCH_SIZE_MAX = 50_000
-ATTEMPTS_MAX = 20
 
 
 class AuditChain:
@@ -78,31 +77,33 @@ class AuditChain:
     ) -> int:
         """Chains every event up to ``stop`` (default: the log's head now).
 
-        Returns the number of events chained. ``progress`` gets each batch's size.
+        Returns the number of events this follower chained (another follower may have
+        chained the rest). ``progress`` gets each batch's size.
         """
         stop = self.log.head_position() if stop is None else stop
         chained = 0
         while True:
             done = self.step(stop)
-            if done == 0:
+            if done is None:
                 return chained
             chained += done
-            if progress is not None:
+            if progress is not None and done:
                 progress(done)
 
-    def step(self, stop: int) -> int:
-        """Chains one batch after the stored head; returns how many events it chained."""
-        for _ in range(ATTEMPTS_MAX):
-            previous = self.store.head()
-            if previous.position >= stop:
-                return 0
-            rows = self.log.read(previous.position, stop, self.batch_size)
-            if not rows:
-                return 0
-            if self.store.commit(self._extend(previous, rows)):
-                return len(rows)
-            # Another follower moved the head first: start again from its head.
-        raise RuntimeError(f"{NAME}: lost the head to other followers {ATTEMPTS_MAX} times")
+    def step(self, stop: int) -> int | None:
+        """Chains one batch after the stored head.
+
+        Returns how many events it chained: 0 when another follower moved the head
+        first (that is progress too: the next step starts from its head), None when
+        the head has reached ``stop`` or the log has nothing after it.
+        """
+        previous = self.store.head()
+        if previous.position >= stop:
+            return None
+        rows = self.log.read(previous.position, stop, self.batch_size)
+        if not rows:
+            return None
+        return len(rows) if self.store.commit(self._extend(previous, rows)) else 0
 
     def _extend(self, previous: ChainPoint, rows: list[Any]) -> ChainBatch:
         chain_hash = previous.hash

@@ -1,0 +1,183 @@
+"""The hash chain: its published algorithm, and the audit_chain projection's
+exactly-once checkpoints.
+
+Method: re-implement the verifier from the README's description in a few lines,
+independently of ``infrastructure.hashing``, and compare with the digest; run two
+followers at once on separate view connections and check the checkpoints are
+exactly one per event with the right hashes; restart a follower midway.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import sqlite3
+import struct
+import threading
+from uuid import UUID
+
+import psycopg
+
+from infrastructure.audit_store import START, ChainBatch, ChainPoint
+from infrastructure.hashing import ALGORITHM, GENESIS, Digest, link, parse_digest
+from infrastructure.views import ViewStore
+from projections.audit_chain import AuditChain
+from tests.audit.conftest import POSTGRES_BASE_URL, Audited, Tamper, populate
+
+
+def readme_verifier(rows: list[tuple[int, str | UUID, int, str, bytes]]) -> str:
+    """The README's algorithm, written from its text alone."""
+    h = bytes(32)
+    for position, originator_id, version, topic, state in rows:
+        uuid = originator_id if isinstance(originator_id, UUID) else UUID(originator_id)
+        t = topic.encode()
+        h = hashlib.sha256(
+            h + struct.pack(">Q", position) + uuid.bytes + struct.pack(">Q", version)
+            + struct.pack(">I", len(t)) + t + struct.pack(">I", len(state)) + state
+        ).digest()  # fmt: skip
+    return f"{h.hex()}@{rows[-1][0]}"
+
+
+class TestAlgorithm:
+    def test_a_few_lines_of_sql_and_sha256_reproduce_the_digest(
+        self, audited: Audited, tamper: Tamper
+    ) -> None:
+        populate(audited.ledger)
+        digest = audited.audit.digest()
+        rows = tamper.run(
+            "SELECT {position}, originator_id, originator_version, topic, state "
+            "FROM {table} ORDER BY {position}"
+        )
+        rows = [(p, o, v, t, bytes(s)) for p, o, v, t, s in rows]
+        assert readme_verifier(rows) == digest["digest"]
+        assert digest["algorithm"] == ALGORITHM == "sha256-chain-v1"
+        assert digest["events"] == len(rows)
+
+    def test_the_first_link_of_a_known_event(self) -> None:
+        originator = UUID("12345678-1234-5678-1234-567812345678")
+        expected = hashlib.sha256(
+            GENESIS
+            + (1).to_bytes(8, "big")
+            + originator.bytes
+            + (1).to_bytes(8, "big")
+            + (3).to_bytes(4, "big")
+            + b"a:B"
+            + (2).to_bytes(4, "big")
+            + b"{}"
+        ).digest()
+        assert link(GENESIS, 1, originator.bytes, 1, "a:B", b"{}") == expected
+
+    def test_digests_round_trip_and_bad_ones_are_refused(self) -> None:
+        digest = Digest(position=42, hash=bytes(range(32)))
+        assert parse_digest(str(digest)) == digest
+        for bad in ("", "abc@1", f"{'0' * 64}", f"{'0' * 64}@", f"{'g' * 64}@1", "@5"):
+            try:
+                parse_digest(bad)
+            except ValueError:
+                continue
+            raise AssertionError(f"{bad!r} was accepted")
+
+
+class TestAuditChainProjection:
+    def test_keeps_a_checkpoint_per_event_and_its_head(self, audited: Audited) -> None:
+        populate(audited.ledger)
+        chain = audited.audit.chain
+        assert chain.catch_up() == audited.ledger.head_position()
+        head = chain.head()
+        checkpoints = chain.store.checkpoints(0, head.position)
+        assert len(checkpoints) == head.events == audited.ledger.head_position()
+        assert checkpoints[-1] == head
+        assert chain.catch_up() == 0  # nothing new: nothing written
+
+    def test_sparse_checkpoints_locate_a_change_to_a_range(
+        self, audited: Audited, tamper: Tamper
+    ) -> None:
+        populate(audited.ledger)
+        chain = AuditChain(audited.ledger, views=audited.views, checkpoint_interval=10)
+        audited.audit.chain = chain
+        chain.catch_up()
+        assert [c.events for c in chain.store.checkpoints(0, 10**9)][:2] == [10, 20]
+        position = tamper.positions()[12]
+        tamper.flip_timestamp_digit(position)
+        problem = audited.audit.verify().problems[0]
+        assert problem.check == "chain" and problem.position == tamper.positions()[19]
+        assert f"{tamper.positions()[9] + 1}..{problem.position}" in problem.detail
+
+    def test_a_batch_is_applied_once_when_two_followers_race(self, audited: Audited) -> None:
+        populate(audited.ledger)
+        for _ in range(20):
+            populate(audited.ledger)
+        second_views = ViewStore.from_settings(audited.settings)
+        try:
+            followers = [
+                AuditChain(audited.ledger, views=views, batch_size=7)
+                for views in (audited.views, second_views)
+            ]
+            threads = [threading.Thread(target=f.catch_up) for f in followers]
+            for thread in threads:
+                thread.start()
+            for thread in threads:
+                thread.join()
+        finally:
+            second_views.close()
+        chain = audited.audit.chain
+        head = chain.head()
+        assert head.position == head.events == audited.ledger.head_position()
+        assert len(chain.store.checkpoints(0, head.position)) == head.events
+        assert audited.audit.verify(catch_up=False).ok
+
+    def test_a_stale_batch_is_refused(self, audited: Audited) -> None:
+        populate(audited.ledger)
+        store = audited.audit.chain.store
+        audited.audit.chain.catch_up()
+        stale = ChainBatch(previous=START, head=ChainPoint(1, bytes(32), 1))
+        assert store.commit(stale) is False
+        assert audited.audit.verify(catch_up=False).ok
+
+    def test_a_restart_continues_where_it_stopped(self, audited: Audited) -> None:
+        populate(audited.ledger)
+        first = AuditChain(audited.ledger, views=audited.views, batch_size=5)
+        first.step(stop=audited.ledger.head_position())
+        assert first.head().position == 5
+        populate(audited.ledger)
+        restarted = AuditChain(audited.ledger, views=audited.views, batch_size=5)
+        restarted.catch_up()
+        assert restarted.head().events == audited.ledger.head_position()
+        assert audited.audit.verify(catch_up=False).ok
+
+
+def test_the_chain_can_live_beside_the_events_without_views(tmp_path: object) -> None:
+    """With no views database the chain keeps its tables in the events database."""
+    from infrastructure.persistence import build_ledger
+    from infrastructure.settings import Settings
+    from projections.audit_verify import verify
+
+    settings = Settings(database_url=f"sqlite:///{tmp_path}/events.db")
+    ledger = build_ledger(settings)
+    try:
+        populate(ledger)
+        chain = AuditChain(ledger)
+        chain.catch_up()
+        assert verify(ledger, chain).ok
+        with sqlite3.connect(settings.database.path) as connection:
+            (position,) = connection.execute("SELECT position FROM audit_chain_tracking").fetchone()
+        connection.close()
+        assert position == ledger.head_position()
+    finally:
+        ledger.close()
+
+
+def test_the_postgres_chain_beside_the_events(postgres_url: str) -> None:
+    from infrastructure.persistence import build_ledger
+    from infrastructure.settings import Settings
+    from projections.audit_verify import verify
+
+    ledger = build_ledger(Settings(database_url=postgres_url))
+    try:
+        populate(ledger)
+        chain = AuditChain(ledger)
+        chain.catch_up()
+        assert verify(ledger, chain).events_checked == ledger.head_position()
+        with psycopg.connect(POSTGRES_BASE_URL) as connection:
+            assert connection.execute("SELECT 1").fetchone() == (1,)
+    finally:
+        ledger.close()
