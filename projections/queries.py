@@ -106,9 +106,16 @@ class ProjectionStatus:
 class ReadModels:
     """The queries the API and the CLI run against the views."""
 
-    def __init__(self, store: ViewStore, head_position: Callable[[], int]) -> None:
+    def __init__(
+        self,
+        store: ViewStore,
+        head_position: Callable[[], int],
+        wake_follower: Callable[[], None] | None = None,
+    ) -> None:
         self.store = store
         self.head_position = head_position
+        # An in-process follower polls; a reader waiting for a position wakes it.
+        self.wake_follower = wake_follower
         # Empty views until a follower has run, rather than "no such table".
         with store.transaction() as tx:
             for projection in all_projections().values():
@@ -238,6 +245,8 @@ class ReadModels:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 raise ViewBehind(names, position, reached)
+            if self.wake_follower is not None:
+                self.wake_follower()
             time.sleep(min(WAIT_INTERVAL_SECONDS, remaining))
 
 

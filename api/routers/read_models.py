@@ -43,10 +43,13 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     store = await to_thread.run_sync(ViewStore.from_settings, settings)
     runner: ProjectionRunner | None = None
     try:
-        app.state.read_models = await to_thread.run_sync(ReadModels, store, ledger.head_position)
         if settings.run_projections:
             runner = await to_thread.run_sync(lambda: build_runner(settings, ledger, store))
             runner.start()
+        wake = runner.wake if runner is not None else None
+        app.state.read_models = await to_thread.run_sync(
+            ReadModels, store, ledger.head_position, wake
+        )
         app.state.projection_runner = runner
         yield
     finally:
