@@ -277,6 +277,12 @@ def history(
     emit(events, as_json, render_history)
 
 
+from api.cli_keys import keys_app  # noqa: E402 - registered after the commands above
+from api.cli_serve import serve  # noqa: E402
+
+app.command()(serve)
+app.add_typer(keys_app, name="keys")
+app.add_typer(__import__("api.cli_projections").cli_projections.projections_app, name="projections")
 app.add_typer(__import__("api.cli_audit").cli_audit.audit_app, name="audit")
 
 

@@ -1,0 +1,105 @@
+"""``eventledger serve``: the HTTP API under uvicorn.
+
+One worker runs the app object built here. ``--workers N`` runs N uvicorn processes
+from the import string of the app factory; the settings reach them as EVENTLEDGER_*
+environment variables. Before binding, the store is opened once (tables created, a bad
+URL fails fast) and the key rule is checked: without any API key the server only runs
+on a loopback address, unless ``--insecure-no-auth``.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Annotated, Any
+
+import typer
+import uvicorn
+from eventsourcing.persistence import PersistenceError
+from pydantic import ValidationError
+from rich.console import Console
+
+from api.app import create_app
+from api.auth import may_run_open
+from api.keystore import build_keystore
+from infrastructure.persistence import build_ledger
+from infrastructure.settings import Settings
+
+stderr = Console(stderr=True, soft_wrap=True)
+FACTORY = "api.app:create_app_from_environment"
+
+
+def serve(
+    host: Annotated[str | None, typer.Option(help="Bind address (default 127.0.0.1).")] = None,
+    port: Annotated[int | None, typer.Option(help="TCP port (default 8000).")] = None,
+    workers: Annotated[int | None, typer.Option(help="Worker processes (default 1).")] = None,
+    database: Annotated[
+        str | None,
+        typer.Option(
+            help="sqlite:///path, postgresql://... or memory:// "
+            "(default sqlite:///./data/eventledger.db)."
+        ),
+    ] = None,
+    insecure_no_auth: Annotated[
+        bool,
+        typer.Option(
+            "--insecure-no-auth", help="Serve without API keys on a non-loopback address."
+        ),
+    ] = False,
+    no_projections: Annotated[
+        bool,
+        typer.Option("--no-projections", help="Don't run the in-process projection follower."),
+    ] = False,
+) -> None:
+    """Run the HTTP API (OpenAPI docs at /docs)."""
+    overrides: dict[str, Any] = {
+        "host": host, "port": port, "workers": workers, "database_url": database,
+    }  # fmt: skip
+    overrides = {name: value for name, value in overrides.items() if value is not None}
+    if insecure_no_auth:
+        overrides["insecure_no_auth"] = True
+    if no_projections:
+        overrides["run_projections"] = False
+    settings = _settings(overrides)
+    _check_store_and_keys(settings)
+    if settings.workers == 1:
+        uvicorn.run(create_app(settings), host=settings.host, port=settings.port)
+        return
+    if settings.database.kind == "memory":
+        raise _fail("memory:// is per process: use one worker, or sqlite/postgresql", 2)
+    for name, value in overrides.items():
+        os.environ[f"EVENTLEDGER_{name.upper()}"] = str(value)
+    uvicorn.run(
+        FACTORY, factory=True, host=settings.host, port=settings.port, workers=settings.workers
+    )
+
+
+def _settings(overrides: dict[str, Any]) -> Settings:
+    try:
+        return Settings(**overrides)
+    except ValidationError as error:
+        first = error.errors()[0]
+        field = ".".join(str(part) for part in first["loc"])
+        raise _fail(f"invalid setting {field}: {first['msg']}", 2) from None
+
+
+def _check_store_and_keys(settings: Settings) -> None:
+    try:
+        build_ledger(settings).close()
+        keystore = build_keystore(settings)
+    except (PersistenceError, OSError) as error:
+        raise _fail(f"cannot open {settings.database!r}: {error}") from None
+    try:
+        has_keys = keystore.has_active()
+    finally:
+        keystore.close()
+    if not has_keys and not may_run_open(settings):
+        raise _fail(
+            f"no API key exists and {settings.host} is not a loopback address; create one "
+            "with `eventledger keys create --scope admin`, or pass --insecure-no-auth",
+            2,
+        )
+
+
+def _fail(message: str, code: int = 1) -> typer.Exit:
+    stderr.print(f"[red]error:[/red] {message}", highlight=False)
+    return typer.Exit(code)

@@ -1,0 +1,70 @@
+"""Fixtures of the API tests: an in-process client on each store, and fresh stores
+for tests that need an empty key table (the session's PostgreSQL schema is shared by
+every test, so a key created there would close the open mode for all of them)."""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import psycopg
+import pytest
+from fastapi.testclient import TestClient
+from psycopg import sql
+
+from api.app import create_app
+from infrastructure.settings import Settings
+from tests.conftest import POSTGRES_BASE_URL
+
+MakeClient = Callable[..., TestClient]
+
+
+@pytest.fixture
+def make_client(settings: Settings) -> Iterator[MakeClient]:
+    """Starts apps (lifespan included) on the test's store; closes them at the end."""
+    clients: list[TestClient] = []
+
+    def make(**overrides: object) -> TestClient:
+        # These tests read the event store only; the projection follower (tested with
+        # the read models) would only add start and stop time to every test.
+        if "run_projections" in Settings.model_fields:
+            overrides.setdefault("run_projections", False)
+        client = TestClient(create_app(settings.model_copy(update=overrides)))
+        client.__enter__()
+        clients.append(client)
+        return client
+
+    yield make
+    for client in reversed(clients):
+        client.__exit__(None, None, None)
+
+
+@pytest.fixture
+def client(make_client: MakeClient) -> TestClient:
+    return make_client()
+
+
+@pytest.fixture
+def fresh_postgres_url(postgres_schema: str) -> Iterator[str]:
+    """A PostgreSQL schema of this test's own, dropped afterwards."""
+    schema = f"{postgres_schema}_{secrets.token_hex(3)}"
+    yield f"{POSTGRES_BASE_URL}?schema={schema}"
+    with psycopg.connect(
+        host="127.0.0.1", port=5432, user="postgres", dbname="test", autocommit=True
+    ) as connection:
+        connection.execute(
+            sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(schema))
+        )
+
+
+@pytest.fixture
+def fresh_settings(store: str, tmp_path: Path, request: pytest.FixtureRequest) -> Settings:
+    """Settings on an empty store of the test's kind: no account, no key."""
+    if store == "memory":
+        url = "memory://"
+    elif store == "sqlite":
+        url = f"sqlite:///{tmp_path / 'fresh.db'}"
+    else:
+        url = str(request.getfixturevalue("fresh_postgres_url"))
+    return Settings(database_url=url)
