@@ -419,7 +419,7 @@ class Ledger(Application[UUID]):
         for number in range(self.retry_attempts):
             try:
                 return attempt(number == 0)
-            except IntegrityError:
+            except (IntegrityError, _StaleRead):
                 self.conflict_retries += 1
                 ceiling = min(0.1, self.retry_backoff_seconds * 2**number)
                 time.sleep(random.uniform(0, ceiling))  # full jitter
@@ -620,7 +620,7 @@ class Ledger(Application[UUID]):
         amount = transfer.amount if amount is None else amount
         if amount > transfer.amount:
             raise AmountOutOfRange(f"at most the {transfer.amount} reserved can be posted")
-        accounts = self._load_accounts([transfer.request])
+        accounts = self._load_reserving_accounts(transfer)
         accounts[transfer.debit_account_id].settle_debit(transfer_id, transfer.amount, amount)
         accounts[transfer.credit_account_id].settle_credit(transfer_id, transfer.amount, amount)
         transfer.capture(amount)
@@ -639,6 +639,20 @@ class Ledger(Application[UUID]):
         self._void(transfer, "expired")
         return 1
 
+    def _load_reserving_accounts(self, transfer: Transfer) -> dict[UUID, Account]:
+        """The two accounts of a pending transfer, still holding its reservation.
+
+        The transfer was read before the accounts. If another command settled it in
+        between, the accounts no longer hold the amount: that read was stale, so retry
+        (the save would conflict on the transfer's version anyway).
+        """
+        accounts = self._load_accounts([transfer.request])
+        debit = accounts[transfer.debit_account_id]
+        credit = accounts[transfer.credit_account_id]
+        if debit.pending_debits < transfer.amount or credit.pending_credits < transfer.amount:
+            raise _StaleRead(transfer.id)
+        return accounts
+
     def _pending_transfer(self, transfer_id: UUID) -> Transfer:
         transfer = self._get_transfer(transfer_id)
         if transfer.status != PENDING:
@@ -646,7 +660,7 @@ class Ledger(Application[UUID]):
         return transfer
 
     def _void(self, transfer: Transfer, reason: str) -> TransferView:
-        accounts = self._load_accounts([transfer.request])
+        accounts = self._load_reserving_accounts(transfer)
         accounts[transfer.debit_account_id].release(transfer.id, "debit", transfer.amount)
         accounts[transfer.credit_account_id].release(transfer.id, "credit", transfer.amount)
         transfer.void(reason)
@@ -679,6 +693,10 @@ class Ledger(Application[UUID]):
         original.record_reversal(reversal_id, amount)
         recordings = self.save(*accounts.values(), original, reversal)
         return TransferView.of(reversal, recordings[-1].notification.id)
+
+
+class _StaleRead(Exception):
+    """Aggregates read at different moments disagree; the retry loop reloads them."""
 
 
 def _reversal_request(original: Transfer, amount: int, description: str) -> TransferRequest:

@@ -9,8 +9,9 @@ on power loss; we set FULL on every connection and check it took.
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from datetime import datetime
 from pathlib import Path
 
 import psycopg
@@ -122,14 +123,20 @@ def prepare_database(settings: Settings) -> None:
             )
 
 
-def build_ledger(settings: Settings) -> Ledger:
-    """A Ledger on the store ``settings`` name, tables created, durability checked."""
+def build_ledger(
+    settings: Settings, *, clock: Callable[[], datetime] | None = None
+) -> Ledger:
+    """A Ledger on the store ``settings`` name, tables created, durability checked.
+
+    ``clock`` decides when pending transfers expire; tests inject one.
+    """
     prepare_database(settings)
     with schema_lock(settings):
         ledger = Ledger(
             ledger_env(settings),
             snapshot_interval=settings.snapshot_interval,
             retry_attempts=settings.retry_attempts,
+            clock=clock,
         )
     if settings.database.kind == "sqlite":
         check_sqlite_durability(settings.database.path)
