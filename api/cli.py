@@ -135,8 +135,11 @@ def render_account(account: Any) -> None:
 
 def render_transfer(transfer: Any) -> None:
     replayed = " (replayed: this id was used before)" if transfer.replayed else ""
+    amount = str(transfer.amount)
+    if transfer.status == "posted" and transfer.posted_amount != transfer.amount:
+        amount = f"{transfer.posted_amount} of {transfer.amount}"
     stdout.print(
-        f"transfer {transfer.id} {transfer.status}{replayed}: {transfer.amount} "
+        f"transfer {transfer.id} {transfer.status}{replayed}: {amount} "
         f"{transfer.currency} from {transfer.from_account} to {transfer.to_account}",
         highlight=False,
     )
@@ -242,15 +245,22 @@ def transfer(
     description: DescriptionOption = "",
     metadata: MetadataOption = None,
     transfer_id: IdOption = None,
+    pending: Annotated[
+        bool, typer.Option("--pending", help="Reserve now; `post` or `void` it later.")
+    ] = False,
+    timeout_seconds: Annotated[
+        int | None, typer.Option("--timeout-seconds", help="Void a pending one after this.")
+    ] = None,
     database: DatabaseOption = None,
     as_json: JsonOption = False,
 ) -> None:
-    """Move money between two accounts."""
+    """Move money between two accounts (or reserve it, with --pending)."""
     with open_ledger(database) as ledger:
         currency = currency or ledger.get_account(from_account).currency
         result = ledger.transfer(
             from_account, to_account, amount, currency, description,
             parse_metadata(metadata), transfer_id,
+            pending=pending, timeout_seconds=timeout_seconds,
         )  # fmt: skip
     emit(result, as_json, render_transfer)
 
@@ -284,6 +294,7 @@ app.command()(serve)
 app.add_typer(keys_app, name="keys")
 app.add_typer(__import__("api.cli_projections").cli_projections.projections_app, name="projections")
 app.add_typer(__import__("api.cli_audit").cli_audit.audit_app, name="audit")
+__import__("api.cli_transfers")  # registers post, void, reverse, batch on ``app``
 
 
 def main() -> None:
