@@ -245,9 +245,10 @@ async def _validation_error(request: Request, error: Exception) -> JSONResponse:
 async def _http_error(request: Request, error: Exception) -> JSONResponse:
     assert isinstance(error, StarletteHTTPException)
     status = error.status_code
-    if status == 400 and isinstance(error.__cause__, ValueError):
-        # FastAPI answers 400 when json.loads fails other than by a JSONDecodeError,
-        # e.g. an integer of more than 4,300 digits: for us that is invalid input.
+    if status == 400 and isinstance(error.__cause__, ValueError | RecursionError):
+        # FastAPI answers 400 when json.loads fails other than by a JSONDecodeError:
+        # an integer of more than 4,300 digits, bytes that are not UTF-8, or arrays
+        # nested thousands deep. For us that is invalid input like any other.
         return problem_response(
             request, 422, "validation_error", "the body is not valid JSON within our limits"
         )
