@@ -1,0 +1,88 @@
+"""Persistence wiring: durable SQLite, explicit environments, encryption and compression.
+
+Method: build Ledgers from Settings the way the service does, then look at the
+database files and connections directly.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+import pytest
+from eventsourcing.cryptography import AESCipher
+
+from infrastructure.persistence import build_ledger, ledger_env
+from infrastructure.settings import Settings, parse_database_url
+
+
+def test_sqlite_connections_are_wal_with_synchronous_full(tmp_path: Path) -> None:
+    ledger = build_ledger(Settings(database_url=f"sqlite:///{tmp_path / 'l.db'}"))
+    try:
+        ledger.open_account("USD")
+        connection = ledger.factory.datastore.pool.get_connection()  # type: ignore[attr-defined]
+        try:
+            raw = connection._sqlite_conn
+            assert raw.execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL
+            assert raw.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+        finally:
+            ledger.factory.datastore.pool.put_connection(connection)  # type: ignore[attr-defined]
+    finally:
+        ledger.close()
+
+
+def test_the_environment_is_complete_and_ignores_stray_variables(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A stray variable that would switch the library to another store.
+    monkeypatch.setenv("PERSISTENCE_MODULE", "eventsourcing.popo")
+    monkeypatch.setenv("LEDGER_PERSISTENCE_MODULE", "eventsourcing.popo")
+    path = tmp_path / "l.db"
+    ledger = build_ledger(Settings(database_url=f"sqlite:///{path}"))
+    try:
+        ledger.open_account("USD")
+    finally:
+        ledger.close()
+    with sqlite3.connect(path) as connection:
+        assert connection.execute("SELECT COUNT(*) FROM stored_events").fetchone()[0] == 2
+    connection.close()
+
+
+def test_encryption_and_compression_at_rest(tmp_path: Path) -> None:
+    path = tmp_path / "secret.db"
+    settings = Settings(
+        database_url=f"sqlite:///{path}",
+        cipher_key=AESCipher.create_key(32),
+        compress=True,
+    )
+    assert "CIPHER_TOPIC" in ledger_env(settings)
+    ledger = build_ledger(settings)
+    try:
+        account = ledger.open_account("USD", "a-very-recognisable-name")
+        assert ledger.get_account(account.id).name == "a-very-recognisable-name"
+    finally:
+        ledger.close()
+    files = [path, Path(f"{path}-wal")]
+    raw = b"".join(file.read_bytes() for file in files if file.exists())
+    assert b"stored_events" in raw  # the file is the store
+    assert b"a-very-recognisable-name" not in raw
+
+
+@pytest.mark.parametrize(
+    ("url", "kind"),
+    [
+        ("memory://", "memory"),
+        ("sqlite:///./data/x.db", "sqlite"),
+        ("postgresql://u:p%40ss@db.example:6432/ledger?schema=s1", "postgresql"),
+    ],
+)
+def test_database_urls(url: str, kind: str) -> None:
+    database = parse_database_url(url)
+    assert database.kind == kind
+    assert "p@ss" not in repr(database)
+
+
+@pytest.mark.parametrize("url", ["mysql://x", "sqlite:///", "postgresql://h/db?schema=a;drop"])
+def test_bad_database_urls_fail_at_start(url: str) -> None:
+    with pytest.raises(ValueError):
+        Settings(database_url=url)
