@@ -16,11 +16,16 @@ import threading
 from uuid import UUID
 
 import psycopg
+from eventsourcing.cryptography import AESCipher
 
 from infrastructure.audit_store import START, ChainBatch, ChainPoint
 from infrastructure.hashing import ALGORITHM, GENESIS, Digest, link, parse_digest
+from infrastructure.persistence import build_ledger
+from infrastructure.settings import Settings
 from infrastructure.views import ViewStore
+from projections.audit import Audit
 from projections.audit_chain import AuditChain
+from projections.audit_verify import verify
 from tests.audit.conftest import POSTGRES_BASE_URL, Audited, Tamper, populate
 
 
@@ -147,9 +152,6 @@ class TestAuditChainProjection:
 
 def test_the_chain_can_live_beside_the_events_without_views(tmp_path: object) -> None:
     """With no views database the chain keeps its tables in the events database."""
-    from infrastructure.persistence import build_ledger
-    from infrastructure.settings import Settings
-    from projections.audit_verify import verify
 
     settings = Settings(database_url=f"sqlite:///{tmp_path}/events.db")
     ledger = build_ledger(settings)
@@ -167,9 +169,6 @@ def test_the_chain_can_live_beside_the_events_without_views(tmp_path: object) ->
 
 
 def test_the_postgres_chain_beside_the_events(postgres_url: str) -> None:
-    from infrastructure.persistence import build_ledger
-    from infrastructure.settings import Settings
-    from projections.audit_verify import verify
 
     ledger = build_ledger(Settings(database_url=postgres_url))
     try:
@@ -180,4 +179,36 @@ def test_the_postgres_chain_beside_the_events(postgres_url: str) -> None:
         with psycopg.connect(POSTGRES_BASE_URL) as connection:
             assert connection.execute("SELECT 1").fetchone() == (1,)
     finally:
+        ledger.close()
+
+
+def test_an_encrypted_compressed_log_verifies_and_its_chain_needs_no_key(
+    tmp_path: object,
+) -> None:
+    """The chain covers the stored (encrypted) bytes; the invariants decrypt."""
+
+    settings = Settings(
+        database_url=f"sqlite:///{tmp_path}/secret.db",
+        cipher_key=AESCipher.create_key(32),
+        compress=True,
+    )
+    ledger = build_ledger(settings)
+    views = ViewStore.from_settings(settings)
+    try:
+        populate(ledger)
+        audit = Audit(ledger, views)
+        digest = audit.digest()
+        result = audit.verify()
+        assert result.ok and "invariants" in result.checks, result.problems
+        tamper = Tamper(settings)
+        rows = tamper.run("SELECT rowid, originator_id, originator_version, topic, state "
+                          "FROM stored_events ORDER BY rowid")  # fmt: skip
+        tamper.close()
+        assert b"balance_after" not in b"".join(bytes(r[4]) for r in rows)
+        assert (
+            readme_verifier([(p, o, v, t, bytes(s)) for p, o, v, t, s in rows])
+            == (digest["digest"])
+        )
+    finally:
+        views.close()
         ledger.close()
