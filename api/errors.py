@@ -27,6 +27,7 @@ logger = logging.getLogger(__name__)
 
 PROBLEM_MEDIA_TYPE = "application/problem+json"
 PROBLEM_TYPE_PREFIX = "urn:eventledger:problem:"
+PROBLEM_SCHEMA_REFERENCE = "#/components/schemas/ProblemDetails"
 DETAIL_LENGTH_MAX = 300
 INSTANCE_LENGTH_MAX = 200
 VALIDATION_ERRORS_MAX = 10
@@ -137,10 +138,17 @@ class ProblemDetails(BaseModel):
 
 
 def move_problems_to_problem_json(openapi: dict[str, Any]) -> dict[str, Any]:
-    """Lists error responses under ``application/problem+json``, where they are sent."""
+    """Lists error responses under ``application/problem+json``, where they are sent,
+    and documents the 413 of the body limit on every operation that takes a body."""
     for path_item in openapi.get("paths", {}).values():
         for operation in path_item.values():
-            for status, response in operation.get("responses", {}).items():
+            responses = operation.setdefault("responses", {})
+            if "requestBody" in operation and "413" not in responses:
+                responses["413"] = {
+                    "description": TITLES["payload_too_large"],
+                    "content": {"application/json": {"schema": {"$ref": PROBLEM_SCHEMA_REFERENCE}}},
+                }
+            for status, response in responses.items():
                 content = response.get("content", {})
                 if str(status)[0] in "45" and "application/json" in content:
                     content[PROBLEM_MEDIA_TYPE] = content.pop("application/json")

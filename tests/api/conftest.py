@@ -67,4 +67,6 @@ def fresh_settings(store: str, tmp_path: Path, request: pytest.FixtureRequest) -
         url = f"sqlite:///{tmp_path / 'fresh.db'}"
     else:
         url = str(request.getfixturevalue("fresh_postgres_url"))
+    if "run_projections" in Settings.model_fields:
+        return Settings(database_url=url, run_projections=False)
     return Settings(database_url=url)
