@@ -224,3 +224,9 @@ def _progress_bar() -> Progress:
         console=stderr,
         transient=False,
     )
+
+
+if __name__ == "__main__":
+    # ``python -m api.cli_projections run`` is ``eventledger projections run`` without
+    # the HTTP stack's imports (half the start-up time; the crash tests start it often).
+    projections_app()

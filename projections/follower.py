@@ -11,7 +11,9 @@ loses the compare-and-set, reloads the positions and carries on.
 from __future__ import annotations
 
 import logging
+import random
 import threading
+import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -32,6 +34,7 @@ BATCH_SIZE_MAX = 100_000
 # One save holds at most 1000 transfers of five events; a page is at least one event.
 PAGES_PER_BATCH_MAX = 10_000
 STALE_RETRIES_MAX = 20
+STALE_BACKOFF_SECONDS_MAX = 0.01
 
 
 def read_whole_saves(ledger: Ledger, after: int, batch_size: int) -> list[Positioned]:
@@ -98,7 +101,9 @@ class Follower:
         return min(self.positions().values())
 
     def step(self) -> int:
-        """Applies the next batch; returns how many events it read (0: caught up)."""
+        """Applies the next batch; returns how many events it read (0: caught up, or
+        another follower kept winning the race for the positions: it is applying
+        them, and the caller's next poll looks again)."""
         for _ in range(STALE_RETRIES_MAX):
             positions = self.positions()
             events = read_whole_saves(self.ledger, min(positions.values()), self.batch_size)
@@ -107,10 +112,12 @@ class Follower:
             try:
                 self._apply(positions, events)
             except StalePosition:
-                self._positions = None  # another writer moved on: reload and re-read
+                # Another writer moved on: reload, re-read, and step out of its lockstep.
+                self._positions = None
+                time.sleep(random.uniform(0, STALE_BACKOFF_SECONDS_MAX))
                 continue
             return len(events)
-        raise StalePosition(f"positions kept moving under {self._names}")
+        return 0
 
     def _apply(self, positions: dict[str, int], events: list[Positioned]) -> None:
         end = events[-1].position
