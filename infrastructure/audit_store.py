@@ -32,10 +32,9 @@ from eventsourcing.sqlite import SQLiteApplicationRecorder, SQLiteDatastore
 from psycopg import sql
 from psycopg.rows import tuple_row
 
-from infrastructure.hashing import GENESIS, originator_bytes
+from infrastructure.hashing import GENESIS, Row, originator_bytes
 from infrastructure.views import StalePosition, ViewStore
 
-Row = tuple[int, bytes, int, str, bytes]
 TRACKING_NAME = "audit_chain"
 
 

@@ -26,6 +26,7 @@ from __future__ import annotations
 import hashlib
 import re
 import struct
+from collections.abc import Sequence
 from dataclasses import dataclass
 from uuid import UUID
 
@@ -33,6 +34,9 @@ ALGORITHM = "sha256-chain-v1"
 GENESIS = bytes(32)
 
 _LENGTH = struct.Struct(">I")
+# A stored event as the chain reads it: position, originator id (16 bytes), version,
+# topic, state.
+Row = tuple[int, bytes, int, str, bytes]
 _DIGEST_PATTERN = re.compile(r"^([0-9a-fA-F]{64})@([0-9]+)$")
 
 # The fixed-size part between the previous hash and the topic: position,
@@ -84,3 +88,27 @@ def parse_digest(text: str) -> Digest:
     if match is None:
         raise ValueError("a digest is 64 hex digits, '@' and a position, like abcd...ef@1200")
     return Digest(position=int(match.group(2)), hash=bytes.fromhex(match.group(1)))
+
+
+def chain_hashes(previous: bytes, rows: Sequence[Row]) -> list[bytes]:
+    """The hash after each of ``rows`` (position, originator id bytes, version, topic,
+    state), starting from ``previous``: ``link`` in a tight loop, for throughput."""
+    sha256 = hashlib.sha256
+    pack_header = _HEADER.pack
+    pack_length = _LENGTH.pack
+    topics: dict[str, bytes] = {}
+    hashes = []
+    chain_hash = previous
+    for position, originator_id, version, topic, state in rows:
+        topic_bytes = topics.get(topic)
+        if topic_bytes is None:
+            topic_bytes = topics[topic] = topic.encode("utf-8")
+        chain_hash = sha256(
+            chain_hash
+            + pack_header(position, originator_id, version, len(topic_bytes))
+            + topic_bytes
+            + pack_length(len(state))
+            + state
+        ).digest()
+        hashes.append(chain_hash)
+    return hashes

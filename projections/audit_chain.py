@@ -22,10 +22,11 @@ from infrastructure.audit_store import (
     ChainPoint,
     ChainStore,
     EventLog,
+    Row,
     chain_store_for,
     event_log_for,
 )
-from infrastructure.hashing import ALGORITHM, Digest, link
+from infrastructure.hashing import ALGORITHM, Digest, chain_hashes
 from infrastructure.views import ViewStore
 
 NAME = "audit_chain"
@@ -105,20 +106,19 @@ class AuditChain:
             return None
         return len(rows) if self.store.commit(self._extend(previous, rows)) else 0
 
-    def _extend(self, previous: ChainPoint, rows: list[Any]) -> ChainBatch:
-        chain_hash = previous.hash
-        events = previous.events
-        expected = previous.position + 1
+    def _extend(self, previous: ChainPoint, rows: list[Row]) -> ChainBatch:
+        hashes = chain_hashes(previous.hash, rows)
         interval = self.checkpoint_interval
-        checkpoints: list[ChainPoint] = []
+        checkpoints = [
+            ChainPoint(row[0], chain_hash, previous.events + number)
+            for number, (row, chain_hash) in enumerate(zip(rows, hashes, strict=True), 1)
+            if (previous.events + number) % interval == 0
+        ]
         gaps: list[int] = []
-        for position, originator_id, version, topic, state in rows:
-            if position != expected:
-                gaps.extend(range(expected, position))
-            chain_hash = link(chain_hash, position, originator_id, version, topic, state)
-            events += 1
-            if events % interval == 0:
-                checkpoints.append(ChainPoint(position, chain_hash, events))
-            expected = position + 1
-        head = ChainPoint(rows[-1][0], chain_hash, events)
+        expected = previous.position + 1
+        if rows[0][0] != expected or rows[-1][0] - rows[0][0] != len(rows) - 1:
+            for row in rows:
+                gaps.extend(range(expected, row[0]))
+                expected = row[0] + 1
+        head = ChainPoint(rows[-1][0], hashes[-1], previous.events + len(rows))
         return ChainBatch(previous=previous, head=head, checkpoints=checkpoints, gaps=gaps)

@@ -27,7 +27,7 @@ from uuid import UUID
 from eventsourcing.application import Application
 
 from infrastructure.audit_store import START, ChainPoint, ChainStore, EventLog, Row
-from infrastructure.hashing import ALGORITHM, GENESIS, Digest, link
+from infrastructure.hashing import ALGORITHM, GENESIS, Digest, chain_hashes
 from projections.audit_chain import AuditChain
 from projections.audit_invariants import LedgerInvariants, Problem, ReplayedAccount
 
@@ -142,33 +142,60 @@ class Verifier:
 
     def _check_batch(self, after: int, rows: list[Row]) -> None:
         last = rows[-1][0]
-        checkpoints = {c.position: c for c in self.store.checkpoints(after, last)}
-        known_gaps = set(self.store.gaps(after, last))
-        decode, invariants = self.decode, self.invariants
-        for position, originator_id, version, topic, state in rows:
-            if self.due and self.due[0][0] < position:
-                self._run_read_model_checks(position - 1)
-            if position != self.expected_position:
-                self._check_gap(self.expected_position, position, known_gaps)
-            if position in known_gaps:
+        hashes = chain_hashes(self.chain_hash, rows)
+        index = _indexer(rows)
+        self._check_positions(after, rows, index)
+        events_before = self.events
+        for checkpoint in self.store.checkpoints(after, last):
+            i = index(checkpoint.position)
+            if i is None:
+                self.report(
+                    "checkpoint", "a checkpoint names a position with no event",
+                    checkpoint.position,
+                )  # fmt: skip
+            else:
+                self._check_point(checkpoint, hashes[i], events_before + i + 1)
+        if after < self.tracked.position <= last:
+            i = index(self.tracked.position)
+            if i is not None:
+                self._check_tracked(self.tracked.position, hashes[i], events_before + i + 1)
+        if self.digest is not None and after < self.digest.position <= last:
+            i = index(self.digest.position)
+            if i is not None:
+                self._check_digest(self.digest.position, hashes[i])
+        self.chain_hash = hashes[-1]
+        self.events += len(rows)
+        self.expected_position = last + 1
+        if self.decode is not None:
+            self._feed_batch(rows)
+
+    def _check_positions(self, after: int, rows: list[Row], index: Indexer) -> None:
+        """Gaps nobody recorded (deleted events) and events in recorded gaps."""
+        known_gaps = self.store.gaps(after, rows[-1][0])
+        for gap in known_gaps:
+            if index(gap) is not None:
                 self.report(
                     "inserted",
                     "an event is stored at a position that held none when it was chained",
-                    position,
+                    gap,
                 )
-            self.chain_hash = link(self.chain_hash, position, originator_id, version, topic, state)
-            self.events += 1
-            self.expected_position = position + 1
-            if checkpoints:
-                self._check_point(checkpoints.pop(position, None), position)
-            if position == self.tracked.position:
-                self._check_tracked(position)
-            if self.digest is not None and position == self.digest.position:
-                self._check_digest(position)
-            if decode is not None:
-                self._feed(invariants, decode, position, originator_id, version, topic, state)
-        for position in sorted(checkpoints):
-            self.report("checkpoint", "a checkpoint names a position with no event", position)
+        first, last = rows[0][0], rows[-1][0]
+        if first == self.expected_position and last - first == len(rows) - 1:
+            return  # contiguous: the common case
+        known = set(known_gaps)
+        expected = self.expected_position
+        for row in rows:
+            if row[0] != expected:
+                self._check_gap(expected, row[0], known)
+            expected = row[0] + 1
+
+    def _feed_batch(self, rows: list[Row]) -> None:
+        decode, invariants = self.decode, self.invariants
+        assert decode is not None
+        for position, originator_id, version, topic, state in rows:
+            if self.due and self.due[0][0] < position:
+                self._run_read_model_checks(position - 1)
+            self._feed(invariants, decode, position, originator_id, version, topic, state)
 
     def _feed(
         self,
@@ -206,26 +233,27 @@ class Verifier:
                 missing[0],
             )
 
-    def _check_point(self, checkpoint: ChainPoint | None, position: int) -> None:
-        if checkpoint is None or self.chain_broken:
+    def _check_point(self, checkpoint: ChainPoint, chain_hash: bytes, events: int) -> None:
+        if self.chain_broken:
             return
-        if checkpoint.hash == self.chain_hash and checkpoint.events == self.events:
+        position = checkpoint.position
+        if checkpoint.hash == chain_hash and checkpoint.events == events:
             self.last_good_checkpoint = position
             return
         self.chain_broken = True  # every later checkpoint differs too: report the first
         self.report(
             "chain",
             f"the recomputed chain differs from the checkpoint at position {position} "
-            f"({self.events} events recomputed, {checkpoint.events} recorded): an event in "
+            f"({events} events recomputed, {checkpoint.events} recorded): an event in "
             f"positions {self.last_good_checkpoint + 1}..{position} was changed, moved, "
             "inserted or deleted after it was chained",
             position,
         )
 
-    def _check_tracked(self, position: int) -> None:
+    def _check_tracked(self, position: int, chain_hash: bytes, events: int) -> None:
         self.tracked_seen = True
         if not self.chain_broken and (
-            self.tracked.hash != self.chain_hash or self.tracked.events != self.events
+            self.tracked.hash != chain_hash or self.tracked.events != events
         ):
             self.chain_broken = True
             self.report(
@@ -236,13 +264,13 @@ class Verifier:
                 position,
             )
 
-    def _check_digest(self, position: int) -> None:
+    def _check_digest(self, position: int, chain_hash: bytes) -> None:
         assert self.digest is not None
         self.digest_seen = True
-        if self.digest.hash != self.chain_hash:
+        if self.digest.hash != chain_hash:
             self.report(
                 "digest",
-                f"the recomputed chain at position {position} is {self.chain_hash.hex()}, "
+                f"the recomputed chain at position {position} is {chain_hash.hex()}, "
                 f"the digest says {self.digest.hash.hex()}: the log up to {position} is "
                 "not the one the digest was taken from",
                 position,
@@ -313,6 +341,18 @@ class Verifier:
             problems_dropped=self.invariants.problems_dropped,
             checks=checks,
         )
+
+
+Indexer = Callable[[int], int | None]
+
+
+def _indexer(rows: list[Row]) -> Indexer:
+    """position -> index in ``rows`` (None if no event there); O(1) when contiguous."""
+    first, count = rows[0][0], len(rows)
+    if rows[-1][0] - first == count - 1:
+        return lambda position: position - first if 0 <= position - first < count else None
+    where = {row[0]: i for i, row in enumerate(rows)}
+    return where.get
 
 
 def verify(

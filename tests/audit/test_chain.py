@@ -19,7 +19,14 @@ import psycopg
 from eventsourcing.cryptography import AESCipher
 
 from infrastructure.audit_store import START, ChainBatch, ChainPoint
-from infrastructure.hashing import ALGORITHM, GENESIS, Digest, link, parse_digest
+from infrastructure.hashing import (
+    ALGORITHM,
+    GENESIS,
+    Digest,
+    chain_hashes,
+    link,
+    parse_digest,
+)
 from infrastructure.persistence import build_ledger
 from infrastructure.settings import Settings
 from infrastructure.views import ViewStore
@@ -70,6 +77,23 @@ class TestAlgorithm:
             + b"{}"
         ).digest()
         assert link(GENESIS, 1, originator.bytes, 1, "a:B", b"{}") == expected
+
+    def test_the_fast_loop_equals_the_reference_link(self) -> None:
+        rows = [
+            (
+                position,
+                UUID(int=position).bytes,
+                1 + position % 3,
+                f"t:{position % 2}",
+                b"s" * position,
+            )
+            for position in (1, 2, 5, 6, 300)
+        ]
+        expected, chain_hash = [], GENESIS
+        for row in rows:
+            chain_hash = link(chain_hash, *row)
+            expected.append(chain_hash)
+        assert chain_hashes(GENESIS, rows) == expected
 
     def test_digests_round_trip_and_bad_ones_are_refused(self) -> None:
         digest = Digest(position=42, hash=bytes(range(32)))
