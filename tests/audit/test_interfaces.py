@@ -9,6 +9,7 @@ DESIGN.md section 5, and that only a key with the ``audit`` scope gets in.
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -132,3 +133,16 @@ class TestHttp:
         assert report["ok"] is False
         assert report["problems"][0]["check"] == "gap"
         assert report["problems"][0]["position"] == position
+
+
+def test_the_served_app_keeps_the_chain_at_the_head(sqlite_settings: Settings) -> None:
+    settings = sqlite_settings.model_copy(update={"run_projections": True})
+    with TestClient(create_app(settings)) as client:
+        audit = client.app.state.audit  # type: ignore[attr-defined]
+        head = audit.head_position()
+        deadline = time.monotonic() + 10
+        while audit.chain.head().position < head and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert audit.chain.head().position == head
+        report = client.post("/v1/audit/verify").json()  # no key exists: open on loopback
+        assert report["ok"] is True, report["problems"]
