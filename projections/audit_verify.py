@@ -29,7 +29,7 @@ from eventsourcing.application import Application
 from infrastructure.audit_store import START, ChainPoint, ChainStore, EventLog, Row
 from infrastructure.hashing import ALGORITHM, GENESIS, Digest, chain_hashes
 from projections.audit_chain import AuditChain
-from projections.audit_invariants import LedgerInvariants, Problem, ReplayedAccount
+from projections.audit_invariants import ACCOUNT, LedgerInvariants, Problem, ReplayedAccount
 
 BATCH_SIZE_DEFAULT = 5000
 GAP_RUN_LISTED_MAX = 10_000
@@ -119,8 +119,15 @@ class Verifier:
         self.checked: list[str] = []
         self.skipped: list[str] = []
 
-    def report(self, check: str, detail: str, position: int | None) -> None:
-        self.invariants.report(Problem(check, detail, position))
+    def report(self, check: str, detail: str, position: int | None, row: Row | None = None) -> None:
+        """Records a problem; with the ``row`` stored at ``position``, names its event
+        and, for an account's event, the account."""
+        account_id = None
+        if row is not None:
+            originator = UUID(bytes=row[1])
+            detail += f" (stored there: {row[3].rsplit(':', 1)[-1]} v{row[2]} of {originator})"
+            account_id = originator if row[3].startswith(ACCOUNT) else None
+        self.invariants.report(Problem(check, detail, position, account_id))
 
     def run(self, progress: Callable[[int], None] | None = None) -> VerifyResult:
         # The stored head is read before the log's head, so a follower moving on
@@ -154,15 +161,17 @@ class Verifier:
                     checkpoint.position,
                 )  # fmt: skip
             else:
-                self._check_point(checkpoint, hashes[i], events_before + i + 1)
+                self._check_point(checkpoint, hashes[i], events_before + i + 1, rows[i])
         if after < self.tracked.position <= last:
             i = index(self.tracked.position)
             if i is not None:
-                self._check_tracked(self.tracked.position, hashes[i], events_before + i + 1)
+                self._check_tracked(
+                    self.tracked.position, hashes[i], events_before + i + 1, rows[i]
+                )
         if self.digest is not None and after < self.digest.position <= last:
             i = index(self.digest.position)
             if i is not None:
-                self._check_digest(self.digest.position, hashes[i])
+                self._check_digest(self.digest.position, hashes[i], rows[i])
         self.chain_hash = hashes[-1]
         self.events += len(rows)
         self.expected_position = last + 1
@@ -173,11 +182,13 @@ class Verifier:
         """Gaps nobody recorded (deleted events) and events in recorded gaps."""
         known_gaps = self.store.gaps(after, rows[-1][0])
         for gap in known_gaps:
-            if index(gap) is not None:
+            i = index(gap)
+            if i is not None:
                 self.report(
                     "inserted",
                     "an event is stored at a position that held none when it was chained",
                     gap,
+                    rows[i],
                 )
         first, last = rows[0][0], rows[-1][0]
         if first == self.expected_position and last - first == len(rows) - 1:
@@ -233,7 +244,9 @@ class Verifier:
                 missing[0],
             )
 
-    def _check_point(self, checkpoint: ChainPoint, chain_hash: bytes, events: int) -> None:
+    def _check_point(
+        self, checkpoint: ChainPoint, chain_hash: bytes, events: int, row: Row
+    ) -> None:
         if self.chain_broken:
             return
         position = checkpoint.position
@@ -248,9 +261,10 @@ class Verifier:
             f"positions {self.last_good_checkpoint + 1}..{position} was changed, moved, "
             "inserted or deleted after it was chained",
             position,
+            row,
         )
 
-    def _check_tracked(self, position: int, chain_hash: bytes, events: int) -> None:
+    def _check_tracked(self, position: int, chain_hash: bytes, events: int, row: Row) -> None:
         self.tracked_seen = True
         if not self.chain_broken and (
             self.tracked.hash != chain_hash or self.tracked.events != events
@@ -262,9 +276,10 @@ class Verifier:
                 f"{position}: an event in positions {self.last_good_checkpoint + 1}.."
                 f"{position} was changed, moved, inserted or deleted after it was chained",
                 position,
+                row,
             )
 
-    def _check_digest(self, position: int, chain_hash: bytes) -> None:
+    def _check_digest(self, position: int, chain_hash: bytes, row: Row) -> None:
         assert self.digest is not None
         self.digest_seen = True
         if self.digest.hash != chain_hash:
@@ -274,6 +289,7 @@ class Verifier:
                 f"the digest says {self.digest.hash.hex()}: the log up to {position} is "
                 "not the one the digest was taken from",
                 position,
+                row,
             )
 
     def _finish(self, last: int) -> None:
