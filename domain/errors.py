@@ -25,7 +25,8 @@ match on it, and a rejected transfer stores it so a retry gets the same answer.
     ├── BatchItemFailed                code batch_item_failed (names the item)
     ├── PendingExpired                 code pending_expired
     ├── VersionMismatch                code version_mismatch
-    └── ConcurrencyConflict            code conflict (retries exhausted)
+    ├── ConcurrencyConflict            code conflict (retries exhausted)
+    └── TransferOutcomeUnknown         code outcome_unknown (no answer in time; retry the id)
 """
 
 from __future__ import annotations
@@ -161,6 +162,15 @@ class VersionMismatch(LedgerError):
 
 class ConcurrencyConflict(LedgerError):
     code = "conflict"
+
+
+class TransferOutcomeUnknown(LedgerError):
+    """The writer did not answer in time; the transfer may or may not be committed.
+
+    Retrying with the same transfer id is safe: it replays or completes it.
+    """
+
+    code = "outcome_unknown"
 
 
 # A rejected transfer stores its code; a retry re-raises the class found here.

@@ -12,6 +12,8 @@ import logging
 import random
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from concurrent.futures import Future
+from concurrent.futures import TimeoutError as FutureTimeout
 from datetime import UTC, datetime, timedelta
 from typing import Any, ClassVar, TypeVar, cast
 from uuid import UUID, uuid4
@@ -35,9 +37,11 @@ from domain.errors import (
     TransferNotFound,
     TransferNotPending,
     TransferNotPosted,
+    TransferOutcomeUnknown,
     TransferRejected,
     VersionMismatch,
 )
+from domain.group_commit import GroupCommitter
 from domain.limits import check_metadata, check_text, check_timeout
 from domain.money import check_amount, check_currency, world_account_id
 from domain.transfer import PENDING, POSTED, REJECTED, Transfer, TransferRequest
@@ -65,6 +69,8 @@ class Ledger(Application[UUID]):
         retry_attempts: int = 12,
         retry_backoff_seconds: float = 0.002,
         clock: Callable[[], datetime] | None = None,
+        group_commit: bool = False,
+        transfer_timeout_seconds: float = 120.0,
     ) -> None:
         assert snapshot_interval >= 1 and retry_attempts >= 1
         # The library reads the interval from this attribute when it saves; setting it
@@ -75,7 +81,16 @@ class Ledger(Application[UUID]):
         self.clock = clock or (lambda: datetime.now(UTC))
         self.conflict_retries = 0
         self._worlds_known: set[str] = set()
+        self.transfer_timeout_seconds = transfer_timeout_seconds
         super().__init__(env)
+        # Started last: the writer thread uses the store built above.
+        self.group_committer = GroupCommitter(self) if group_commit else None
+
+    def close(self) -> None:
+        """Commits the queued transfers, then closes the store."""
+        if self.group_committer is not None:
+            self.group_committer.close()
+        super().close()
 
     def construct_env(self, name: str, env: EnvType | None = None) -> Environment:
         # Unlike the base class, do not layer os.environ under the given env: the
@@ -236,12 +251,50 @@ class Ledger(Application[UUID]):
         BalanceOverflow (recorded as Transfer.Rejected, and raised again on a retry);
         IdempotencyKeyReused; ConcurrencyConflict.
         """
+        future = self.submit_transfer(
+            from_account, to_account, amount, currency, description, metadata, transfer_id,
+            pending=pending, timeout_seconds=timeout_seconds,
+        )  # fmt: skip
+        try:
+            return future.result(self.transfer_timeout_seconds)
+        except FutureTimeout:
+            raise TransferOutcomeUnknown(
+                f"no answer within {self.transfer_timeout_seconds} s; retry with the same id"
+            ) from None
+
+    def submit_transfer(
+        self,
+        from_account: UUID,
+        to_account: UUID,
+        amount: int,
+        currency: str,
+        description: str = "",
+        metadata: Mapping[str, str] | None = None,
+        transfer_id: UUID | None = None,
+        *,
+        pending: bool = False,
+        timeout_seconds: int | None = None,
+    ) -> Future[TransferView]:
+        """``transfer`` without waiting: the future holds the view or the error.
+
+        Malformed input raises here, at once. With group commit the transfer is queued
+        for the writer; without it, it runs now in this thread.
+        """
         request = self._check_request(
             from_account, to_account, amount, currency, description, metadata,
             pending, timeout_seconds,
         )  # fmt: skip
         transfer_id = transfer_id or uuid4()
-        return self._retrying(lambda first: self._attempt_transfer(transfer_id, request, first))
+        if self.group_committer is not None:
+            return self.group_committer.submit(transfer_id, request)
+        future: Future[TransferView] = Future()
+        try:
+            future.set_result(
+                self._retrying(lambda first: self._attempt_transfer(transfer_id, request, first))
+            )
+        except LedgerError as error:
+            future.set_exception(error)
+        return future
 
     def transfer_batch(self, items: Sequence[Mapping[str, Any]]) -> list[TransferView]:
         """Applies 1..1000 transfers in one transaction: all of them or none.

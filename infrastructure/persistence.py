@@ -137,6 +137,7 @@ def build_ledger(
             snapshot_interval=settings.snapshot_interval,
             retry_attempts=settings.retry_attempts,
             clock=clock,
+            group_commit=settings.group_commit,
         )
     if settings.database.kind == "sqlite":
         check_sqlite_durability(settings.database.path)

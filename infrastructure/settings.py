@@ -25,6 +25,11 @@ class Settings(BaseSettings):
     cipher_key: SecretStr | None = Field(None, description="AES key (base64) for encryption")
     compress: bool = False
     retry_attempts: int = Field(12, ge=1, le=1000)
+    group_commit: bool = Field(
+        True,
+        description="queue concurrent transfers to one writer that commits many in one "
+        "transaction; false runs each in its own transaction (for comparison, debugging)",
+    )
     aggregate_cache_size: int = Field(
         10_000,
         ge=0,

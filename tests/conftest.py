@@ -71,8 +71,22 @@ def store(request: pytest.FixtureRequest) -> str:
 
 
 @pytest.fixture
-def settings(store: str, tmp_path: Path, request: pytest.FixtureRequest) -> Settings:
-    return Settings(database_url=database_url_for(store, tmp_path, request))
+def commit_mode(request: pytest.FixtureRequest) -> str:
+    """ "group" (the default) or "per_command"; modules that must hold in both modes
+    parametrize it indirectly."""
+    mode = str(getattr(request, "param", "group"))
+    assert mode in ("group", "per_command")
+    return mode
+
+
+@pytest.fixture
+def settings(
+    store: str, commit_mode: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> Settings:
+    return Settings(
+        database_url=database_url_for(store, tmp_path, request),
+        group_commit=commit_mode == "group",
+    )
 
 
 @pytest.fixture

@@ -14,6 +14,9 @@ from domain.errors import (
 from domain.ledger import Ledger
 from domain.views import AccountView
 
+# Every rule must hold whether transfers are committed in groups or one by one.
+pytestmark = pytest.mark.parametrize("commit_mode", ["group", "per_command"], indirect=True)
+
 
 def funded(ledger: Ledger, amount: int, currency: str = "USD") -> AccountView:
     account = ledger.open_account(currency)
