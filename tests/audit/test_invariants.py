@@ -168,7 +168,7 @@ def test_the_balances_view_is_checked_against_the_replay(audited: Audited) -> No
     result = audited.audit.verify()
     assert result.ok, result.problems
     assert "read_model:balances" in result.checks
-    account_id: Any = str(ids["bob"]) if audited.views.dialect.is_sqlite else ids["bob"]
+    account_id = audited.views.dialect.id_value(ids["bob"])
     with audited.views.transaction() as tx:
         tx.execute("UPDATE balances SET balance = balance + 1 WHERE account_id = ?", (account_id,))
     problem = audited.audit.verify().problems[0]
