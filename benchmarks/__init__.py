@@ -1,0 +1,1 @@
+"""Benchmark scripts (``make bench``); not part of the test run or the package."""
