@@ -75,11 +75,18 @@ class Dialect:
         text = text.format(**self.types, **tables)
         return text if self.is_sqlite else text.replace("?", "%s")
 
+    # Ids are stored as 32-digit hex text in SQLite and as uuid in PostgreSQL (which
+    # also accepts the hex text as a parameter).
+
     def id_value(self, value: UUID) -> Any:
-        return str(value) if self.is_sqlite else value
+        return value.hex if self.is_sqlite else value
 
     def id_from(self, value: Any) -> UUID:
         return UUID(value) if isinstance(value, str) else value  # type: ignore[no-any-return]
+
+    def id_key(self, value: Any) -> str:
+        """A stored id as the hex string the projections use."""
+        return value if isinstance(value, str) else value.hex  # type: ignore[no-any-return]
 
     def ts_value(self, value: datetime) -> Any:
         return value.isoformat() if self.is_sqlite else value

@@ -6,10 +6,10 @@ and writes each row back once, so a busy account costs one write per batch.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping, Sequence
 from typing import Any
-from uuid import UUID
+
+import orjson
 
 from infrastructure.views import ViewTransaction
 from projections.base import Positioned
@@ -61,84 +61,79 @@ class Balances:
         accounts = [e for e in events if e.kind.startswith("Account.")]
         if not accounts:
             return
-        rows = self._load(tx, table, {e.event.originator_id for e in accounts})
+        rows = self._load(tx, table, {e.originator_id for e in accounts})
         for positioned in accounts:
-            event = positioned.event
             if positioned.kind == "Account.Opened":
-                rows[event.originator_id] = _opened(event)
-            row = rows.get(event.originator_id)
-            assert row is not None, f"account {event.originator_id} has no Opened event"
+                rows[positioned.originator_id] = _opened(positioned)
+            row = rows.get(positioned.originator_id)
+            assert row is not None, f"account {positioned.originator_id} has no Opened event"
             _apply(row, positioned)
-        dialect = tx.dialect
         written = []
-        for account_id, row in rows.items():
+        for row in rows.values():
             row["available_balance"] = row["balance"] - row["pending_debits"]
-            values = [row[column] for column in COLUMNS]
-            values[0] = dialect.id_value(account_id)
-            values[10] = json.dumps(row["metadata"], sort_keys=True)
-            values[12] = dialect.ts_value(row["created_at"])
-            values[13] = dialect.ts_value(row["updated_at"])
-            written.append(values)
+            written.append([row[column] for column in COLUMNS])
         tx.executemany(_UPSERT, written, table=table)
 
-    def _load(
-        self, tx: ViewTransaction, table: str, account_ids: set[UUID]
-    ) -> dict[UUID, dict[str, Any]]:
+    def _load(self, tx: ViewTransaction, table: str, account_ids: set[str]) -> dict[str, Any]:
+        """The current rows of ``account_ids``, by hex id, as they are stored."""
         dialect = tx.dialect
-        rows: dict[UUID, dict[str, Any]] = {}
+        rows: dict[str, dict[str, Any]] = {}
         ids = sorted(account_ids)
         for start in range(0, len(ids), LOAD_CHUNK_SIZE):
             chunk = ids[start : start + LOAD_CHUNK_SIZE]
             marks = ", ".join("?" for _ in chunk)
             found = tx.fetchall(
                 f"SELECT {', '.join(COLUMNS)} FROM {{table}} WHERE account_id IN ({marks})",
-                [dialect.id_value(account_id) for account_id in chunk],
+                chunk,
                 table=table,
             )
             for values in found:
                 row = dict(zip(COLUMNS, values, strict=True))
-                row["metadata"] = json.loads(row["metadata"])
-                row["created_at"] = dialect.ts_from(row["created_at"])
-                row["updated_at"] = dialect.ts_from(row["updated_at"])
-                rows[dialect.id_from(row["account_id"])] = row
+                row["account_id"] = dialect.id_key(row["account_id"])
+                rows[row["account_id"]] = row
         return rows
 
 
-def _opened(event: Any) -> dict[str, Any]:
+def _metadata(metadata: dict[str, str]) -> str:
+    return orjson.dumps(metadata, option=orjson.OPT_SORT_KEYS).decode()
+
+
+def _opened(positioned: Positioned) -> dict[str, Any]:
+    data = positioned.data
     return {
-        "account_id": event.originator_id,
-        "currency": event.currency,
-        "name": event.name,
+        "account_id": positioned.originator_id,
+        "currency": data["currency"],
+        "name": data["name"],
         "status": "open",
-        "is_world": int(event.is_world),
+        "is_world": int(data["is_world"]),
         "balance": 0,
         "available_balance": 0,
         "pending_debits": 0,
         "pending_credits": 0,
-        "overdraft_limit": event.overdraft_limit,
-        "metadata": dict(event.metadata),
-        "created_at": event.timestamp,
+        "overdraft_limit": data["overdraft_limit"],
+        "metadata": _metadata(data["metadata"]),
+        "created_at": data["timestamp"],
     }
 
 
 def _apply(row: dict[str, Any], positioned: Positioned) -> None:
-    kind, event = positioned.kind, positioned.event
+    kind, data = positioned.kind, positioned.data
     if kind in ("Account.Credited", "Account.Debited"):
-        row["balance"] = event.balance_after
+        row["balance"] = data["balance_after"]
     elif kind == "Account.DebitReserved":
-        row["pending_debits"] += event.amount
+        row["pending_debits"] += data["amount"]
     elif kind == "Account.CreditReserved":
-        row["pending_credits"] += event.amount
+        row["pending_credits"] += data["amount"]
     elif kind == "Account.ReservationReleased":
-        side = "pending_debits" if event.side == "debit" else "pending_credits"
-        row[side] -= event.amount
+        side = "pending_debits" if data["side"] == "debit" else "pending_credits"
+        row[side] -= data["amount"]
     elif kind in _STATUS_BY_KIND:
         row["status"] = _STATUS_BY_KIND[kind]
     elif kind == "Account.MetadataUpdated":
-        row["name"] = event.name
-        row["metadata"] = dict(event.metadata)
+        row["name"] = data["name"]
+        row["metadata"] = _metadata(data["metadata"])
     elif kind == "Account.OverdraftLimitChanged":
-        row["overdraft_limit"] = event.overdraft_limit
-    row["version"] = event.originator_version
-    row["updated_at"] = event.timestamp
+        row["overdraft_limit"] = data["overdraft_limit"]
+    row["version"] = positioned.originator_version
+    row["updated_at"] = data["timestamp"]
     row["position"] = positioned.position

@@ -17,7 +17,6 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
-from uuid import UUID
 
 from infrastructure.views import ViewTransaction
 
@@ -27,23 +26,28 @@ REBUILD_TRACKING_SUFFIX = ":rebuild"
 
 @dataclass(frozen=True, slots=True)
 class Positioned:
-    """A decoded domain event and its position in the notification log."""
+    """One event of the log, as the projections read it (see ``decoding.py``).
+
+    Ids are 32-digit hex strings and timestamps ISO 8601 strings, the forms the views
+    store, so a rebuild converts nothing it does not need.
+    """
 
     position: int
     kind: str  # "Account.Credited", "Transfer.Posted", ...
-    event: Any
+    originator_id: str
+    originator_version: int
+    data: dict[str, Any]
 
 
 def whole_saves(events: Sequence[Positioned]) -> int:
     """How many leading ``events`` form whole saves (see the module docstring)."""
-    open_transfers: set[UUID] = set()
+    open_transfers: set[str] = set()
     whole = 0
     for index, positioned in enumerate(events):
-        event = positioned.event
         if positioned.kind.startswith("Transfer."):
-            open_transfers.discard(event.originator_id)
+            open_transfers.discard(positioned.originator_id)
         else:
-            transfer_id = getattr(event, "transfer_id", None)
+            transfer_id = positioned.data.get("transfer_id")
             if transfer_id is not None:
                 open_transfers.add(transfer_id)
         if not open_transfers:
@@ -124,25 +128,22 @@ class TransferFacts:
     def __init__(
         self, tx: ViewTransaction, pending_table: str, events: Sequence[Positioned]
     ) -> None:
-        self.facts: dict[UUID, tuple[str, str]] = {}
-        dialect = tx.dialect
-        started: list[tuple[Any, str, str]] = []
-        finished: list[UUID] = []
+        self.facts: dict[str, tuple[str, str]] = {}
+        started: list[tuple[str, str, str]] = []
+        finished: list[str] = []
         for positioned in events:
-            kind, event = positioned.kind, positioned.event
+            kind, data = positioned.kind, positioned.data
             if kind in ("Transfer.Posted", "Transfer.Pending", "Transfer.Rejected"):
-                self.facts[event.originator_id] = (event.currency, event.description)
+                facts = (data["currency"], data["description"])
+                self.facts[positioned.originator_id] = facts
                 if kind == "Transfer.Pending":
-                    started.append(
-                        (dialect.id_value(event.originator_id), event.currency, event.description)
-                    )
+                    started.append((positioned.originator_id, *facts))
             elif kind in ("Transfer.PendingPosted", "Transfer.PendingVoided"):
-                finished.append(event.originator_id)
-        missing = [transfer_id for transfer_id in finished if transfer_id not in self.facts]
-        for transfer_id in missing:
+                finished.append(positioned.originator_id)
+        for transfer_id in [t for t in finished if t not in self.facts]:
             rows = tx.fetchall(
                 "SELECT currency, description FROM {table} WHERE transfer_id = ?",
-                (dialect.id_value(transfer_id),),
+                (transfer_id,),
                 table=pending_table,
             )
             assert rows, f"pending transfer {transfer_id} has no recorded facts"
@@ -154,14 +155,14 @@ class TransferFacts:
         )
         tx.executemany(
             "DELETE FROM {table} WHERE transfer_id = ?",
-            [(dialect.id_value(transfer_id),) for transfer_id in finished],
+            [(transfer_id,) for transfer_id in finished],
             table=pending_table,
         )
 
-    def currency(self, transfer_id: UUID) -> str:
+    def currency(self, transfer_id: str) -> str:
         return self.facts[transfer_id][0]
 
-    def description(self, transfer_id: UUID) -> str:
+    def description(self, transfer_id: str) -> str:
         return self.facts[transfer_id][1]
 
 

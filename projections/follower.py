@@ -27,6 +27,7 @@ from projections.base import (
     tracking_name,
     whole_saves,
 )
+from projections.decoding import EventDecoder
 
 logger = logging.getLogger(__name__)
 
@@ -37,25 +38,31 @@ STALE_RETRIES_MAX = 20
 STALE_BACKOFF_SECONDS_MAX = 0.01
 
 
-def read_whole_saves(ledger: Ledger, after: int, batch_size: int) -> list[Positioned]:
-    """Up to about ``batch_size`` events after position ``after``, ending on a save
-    boundary (more when one save is larger than a batch); [] when there are none."""
+def read_whole_saves(
+    ledger: Ledger,
+    after: int,
+    batch_size: int,
+    decoder: EventDecoder | None = None,
+    carried: Sequence[Positioned] = (),
+) -> tuple[list[Positioned], list[Positioned]]:
+    """About ``batch_size`` events after position ``after`` that end on a save
+    boundary (more when one save is larger than a batch), and the events read beyond
+    that boundary; ``carried`` are such events from the previous call, not read again.
+    """
     assert 1 <= batch_size <= BATCH_SIZE_MAX
-    events: list[Positioned] = []
-    start = after
+    decode = (decoder or EventDecoder(ledger.mapper)).decode
+    events = list(carried)
+    start = events[-1].position if events else after
     for _ in range(PAGES_PER_BATCH_MAX):
         page = ledger.recorder.select_notifications(start, batch_size, inclusive_of_start=False)
-        to_domain_event = ledger.mapper.to_domain_event
-        for notification in page:
-            event = to_domain_event(notification)
-            events.append(Positioned(notification.id, type(event).__qualname__, event))
+        events.extend(decode(notification) for notification in page)
         whole = whole_saves(events)
         if whole or len(page) < batch_size:
             if not whole and events:
                 # A save is written atomically, so the log never ends inside one; if it
                 # seems to, the boundary rule and the model disagree: wait, don't guess.
                 logger.warning("log ends inside a save at %d; waiting", events[-1].position)
-            return events[:whole]
+            return events[:whole], events[whole:]
         start = page[-1].id
     raise AssertionError(f"no save boundary within {PAGES_PER_BATCH_MAX} pages after {after}")
 
@@ -81,6 +88,9 @@ class Follower:
         self._tables = {p.name: physical_tables(p, rebuilding) for p in self.projections}
         self._names = {p.name: tracking_name(p, rebuilding) for p in self.projections}
         self._positions: dict[str, int] | None = None
+        self._decoder = EventDecoder(ledger.mapper)
+        # Events read past the last boundary, and the position they follow.
+        self._carried: tuple[int, list[Positioned]] = (-1, [])
 
     def create_tables(self, generation: str = "g0") -> None:
         with self.store.transaction() as tx:
@@ -106,7 +116,12 @@ class Follower:
         them, and the caller's next poll looks again)."""
         for _ in range(STALE_RETRIES_MAX):
             positions = self.positions()
-            events = read_whole_saves(self.ledger, min(positions.values()), self.batch_size)
+            after = min(positions.values())
+            carried = self._carried[1] if self._carried[0] == after else []
+            events, rest = read_whole_saves(
+                self.ledger, after, self.batch_size, self._decoder, carried
+            )
+            self._carried = (events[-1].position if events else after, rest)
             if not events:
                 return 0
             try:

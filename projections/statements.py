@@ -37,22 +37,22 @@ class Statements:
         self, tx: ViewTransaction, tables: Mapping[str, str], events: Sequence[Positioned]
     ) -> None:
         facts = TransferFacts(tx, tables["statements_pending"], events)
-        dialect = tx.dialect
         rows = []
         for positioned in events:
             sign = _SIGN.get(positioned.kind)
             if sign is None:
                 continue
-            event = positioned.event
+            data = positioned.data
+            transfer_id = data["transfer_id"]
             rows.append(
                 (
                     positioned.position,
-                    dialect.id_value(event.originator_id),
-                    dialect.id_value(event.transfer_id),
-                    sign * event.amount,
-                    event.balance_after,
-                    dialect.ts_value(event.timestamp),
-                    facts.description(event.transfer_id),
+                    positioned.originator_id,
+                    transfer_id,
+                    sign * data["amount"],
+                    data["balance_after"],
+                    data["timestamp"],
+                    facts.description(transfer_id),
                 )
             )
         tx.executemany(_INSERT, rows, table=tables["statements"])

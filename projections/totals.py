@@ -38,15 +38,15 @@ class Totals:
         facts = TransferFacts(tx, tables["totals_pending"], events)
         deltas: dict[str, list[int]] = defaultdict(lambda: [0, 0, 0, 0])
         for positioned in events:
-            kind, event = positioned.kind, positioned.event
+            kind, data = positioned.kind, positioned.data
             sign = _SIGN.get(kind)
             if sign is not None:
-                deltas[facts.currency(event.transfer_id)][0] += sign * event.amount
+                deltas[facts.currency(data["transfer_id"])][0] += sign * data["amount"]
             elif kind == "Account.Opened":
-                deltas[event.currency][1] += 0 if event.is_world else 1
+                deltas[data["currency"]][1] += 0 if data["is_world"] else 1
             elif kind in ("Transfer.Posted", "Transfer.Pending"):
-                deltas[event.currency][2] += 1
+                deltas[data["currency"]][2] += 1
             elif kind == "Transfer.Rejected":
-                deltas[event.currency][3] += 1
+                deltas[data["currency"]][3] += 1
         rows = [(currency, *counts) for currency, counts in sorted(deltas.items())]
         tx.executemany(_UPSERT, rows, table=tables["totals"])

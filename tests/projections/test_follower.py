@@ -169,7 +169,8 @@ class TestWholeSaves:
                 for _ in range(3)
             ]
         )
-        events = read_whole_saves(ledger, opened, batch_size=1)
+        events, rest = read_whole_saves(ledger, opened, batch_size=1)
+        assert rest == []
         assert [e.kind for e in events] == ["Account.Debited"] * 3 + ["Account.Credited"] * 3 + [
             "Transfer.Posted"
         ] * 3
