@@ -10,13 +10,16 @@ Nothing a client sent is echoed back beyond short, truncated field locations.
 from __future__ import annotations
 
 import logging
+import sqlite3
 from collections.abc import Mapping
 from typing import Any
 
-from eventsourcing.persistence import OperationalError
+import psycopg
+from eventsourcing.persistence import InterfaceError, OperationalError
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from psycopg_pool import PoolTimeout
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
@@ -47,6 +50,16 @@ ERROR_STATUS: tuple[tuple[type[LedgerError], int], ...] = (
     (domain_errors.BatchItemFailed, 422),
     (domain_errors.PendingExpired, 422),
     (domain_errors.LedgerError, 422),
+)
+
+# The store is locked past its bounded wait, or unreachable: the event store's own
+# errors, and those of the API-key lookups, which use the same database directly.
+STORE_UNAVAILABLE: tuple[type[Exception], ...] = (
+    OperationalError,
+    InterfaceError,
+    sqlite3.OperationalError,
+    psycopg.OperationalError,
+    PoolTimeout,
 )
 
 # Codes that come from HTTP itself rather than from the ledger.
@@ -205,7 +218,8 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(Problem, _problem)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
-    app.add_exception_handler(OperationalError, _store_unavailable)
+    for unavailable in STORE_UNAVAILABLE:
+        app.add_exception_handler(unavailable, _store_unavailable)
     app.add_exception_handler(Exception, _internal_error)
 
 

@@ -159,7 +159,9 @@ def test_retries_exhausted_is_409_conflict(make_client: MakeClient, store: str) 
     losers answer 409 and nothing of theirs is written."""
     if store == "memory":
         return  # in one process the in-memory store rarely interleaves saves
-    client = make_client(retry_attempts=1)
+    # Per-command saves: group commit (the default) would merge these deposits into
+    # one writer's transactions, and they would never collide.
+    client = make_client(retry_attempts=1, group_commit=False)
     account_id = open_account(client)
 
     def one_deposit(number: int) -> int:

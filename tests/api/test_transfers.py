@@ -7,6 +7,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from uuid import NAMESPACE_URL, uuid4, uuid5
 
+import pytest
 from fastapi.testclient import TestClient
 
 from tests.api.conftest import MakeClient
@@ -89,9 +90,11 @@ class TestIdempotency:
         assert "k" * 100 not in str(body)
         assert transfer(client, alice, bob, 1, idempotency_key="k" * 255).status_code == 201
 
+    @pytest.mark.parametrize("group_commit", [True, False])
     def test_twenty_concurrent_requests_with_one_key_make_one_transfer(
-        self, client: TestClient
+        self, make_client: MakeClient, group_commit: bool
     ) -> None:
+        client = make_client(group_commit=group_commit)
         alice, bob = funded_pair(client)
         key = f"burst-{uuid4()}"
         with ThreadPoolExecutor(max_workers=20) as pool:
