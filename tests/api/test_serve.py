@@ -17,6 +17,7 @@ import json
 import re
 import subprocess
 import threading
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -68,6 +69,24 @@ def get_json(url: str) -> dict[str, Any]:
     return body
 
 
+def assert_bodies_over_64_kib_are_refused(server: Server) -> None:
+    """Through uvicorn: a declared length and a chunked body (no length) over 64 KiB."""
+
+    def chunks() -> Iterator[bytes]:
+        yield b'{"currency": "USD", "name": "'
+        for _ in range(80):
+            yield b"x" * 1024
+
+    headers = {"Content-Type": "application/json"}
+    for content in (b"x" * (64 * 1024 + 1), chunks()):
+        response = httpx.post(
+            f"{server.url}/v1/accounts", content=content, headers=headers, timeout=TIMEOUT
+        )
+        assert response.status_code == 413, response.text
+        assert response.json()["code"] == "payload_too_large"
+    assert httpx.get(f"{server.url}/healthz", timeout=TIMEOUT).status_code == 200
+
+
 def test_tour_then_kill_9_then_restart_keeps_every_acknowledged_write(
     tmp_path: Path,
 ) -> None:
@@ -84,6 +103,7 @@ def test_tour_then_kill_9_then_restart_keeps_every_acknowledged_write(
         assert tour_accounts[alice]["balance"] == 6800 and tour_accounts[bob]["balance"] == 3200
         assert tour_accounts[alice]["status"] == "frozen"
 
+        assert_bodies_over_64_kib_are_refused(server)
         carol = post(f"{server.url}/v1/accounts", {"currency": "USD"}).json()["id"]
         dave = post(f"{server.url}/v1/accounts", {"currency": "USD"}).json()["id"]
         post(f"{server.url}/v1/accounts/{carol}/deposits", {"amount": 100000})
