@@ -15,6 +15,7 @@ import pytest
 from eventsourcing.persistence import IntegrityError
 
 from infrastructure.hashing import parse_digest
+from infrastructure.persistence import build_ledger
 from projections.audit_verify import VerifyResult
 from tests.audit.conftest import Audited, Tamper, populate
 
@@ -149,3 +150,32 @@ class TestRolledBackInsert:
         assert result.ok, result.problems
         if gaps:
             assert audited.audit.chain.store.gaps(0, positions[-1]) == gaps
+
+
+class TestChangedSnapshot:
+    def test_a_snapshot_that_disagrees_with_the_events(
+        self, audited: Audited, tamper: Tamper
+    ) -> None:
+        ledger = build_ledger(audited.settings.model_copy(update={"snapshot_interval": 2}))
+        try:
+            ids = populate(ledger)
+            assert audited.audit.verify().ok
+            table = "stored_snapshots" if tamper.is_sqlite else "ledger_snapshots"
+            alice = ids["alice"].hex if tamper.is_sqlite else ids["alice"]
+            (version, state) = tamper.run(
+                f"SELECT originator_version, state FROM {table} WHERE originator_id = ? "
+                "ORDER BY originator_version DESC LIMIT 1",
+                (alice,),
+            )[0]
+            forged = bytes(state).replace(b'"overdraft_limit":', b'"overdraft_limit":9', 1)
+            assert forged != bytes(state)  # alice may now overdraw by 90: a forged credit line
+            tamper.run(
+                f"UPDATE {table} SET state = ? WHERE originator_id = ? AND originator_version = ?",
+                (forged, alice, version),
+            )
+            result = audited.audit.verify()
+            problem = first_problem(result)
+            assert (problem.check, problem.account_id) == ("snapshots", ids["alice"])
+            assert "overdraft_limit=90" in problem.detail
+        finally:
+            ledger.close()
