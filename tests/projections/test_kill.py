@@ -126,3 +126,41 @@ def test_sigkill_at_random_moments_loses_and_repeats_nothing(
     live = dump(views)
     assert rebuild(ledger, views, select_projections()).swapped
     assert dump(views) == live
+
+
+@pytest.mark.parametrize("store", ["sqlite"])
+def test_a_rebuild_killed_midway_resumes_where_it_stopped(
+    settings: Settings, ledger: Ledger, views: ViewStore
+) -> None:
+    accounts = [ledger.open_account("USD").id for _ in range(50)]
+    for _ in range(6):
+        ledger.transfer_batch(
+            [
+                dict(from_account=world_account_id("USD"), to_account=a, amount=3, currency="USD")
+                for a in accounts * 4
+            ]
+        )
+    follower_for(ledger, views, select_projections()).catch_up()
+    live = dump(views)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "api.cli_projections", "rebuild", "--batch-size", "20"],
+        env={**os.environ, "EVENTLEDGER_DATABASE_URL": settings.database_url},
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + START_TIMEOUT_SECONDS
+        while views.positions().get("balances:rebuild", 0) == 0:
+            assert time.monotonic() < deadline and process.poll() is None
+            time.sleep(0.01)
+    finally:
+        process.send_signal(signal.SIGKILL)
+        process.wait(10)
+    killed_at = views.positions()["balances:rebuild"]
+    assert 0 < killed_at < ledger.head_position()
+    assert dump(views) == live  # nothing was swapped in
+    report = rebuild(ledger, views, select_projections())
+    assert report.swapped and report.resumed_from >= killed_at
+    assert dump(views) == live
+    assert "balances:rebuild" not in views.positions()
