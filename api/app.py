@@ -12,8 +12,8 @@ from __future__ import annotations
 import importlib
 import importlib.util
 import logging
-from collections.abc import AsyncIterator
-from contextlib import AsyncExitStack, asynccontextmanager
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
 from types import ModuleType
 from typing import Any
 
@@ -81,7 +81,9 @@ def create_app_from_environment() -> FastAPI:
     return create_app(Settings())
 
 
-def _lifespan_with(plugins: list[ModuleType]) -> Any:
+def _lifespan_with(
+    plugins: list[ModuleType],
+) -> Callable[[FastAPI], AbstractAsyncContextManager[None]]:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         settings: Settings = app.state.settings
