@@ -16,7 +16,6 @@ import secrets
 import shutil
 import signal
 import socket
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -34,6 +33,7 @@ if str(ROOT) not in sys.path:
 import psycopg  # noqa: E402
 from psycopg import sql  # noqa: E402
 
+from benchmarks.stats import emit, median, milliseconds, percentile  # noqa: E402, F401
 from domain.ledger import Ledger  # noqa: E402
 from domain.money import world_account_id  # noqa: E402
 from infrastructure.persistence import build_ledger  # noqa: E402
@@ -187,30 +187,6 @@ def fill_events(ledger: Ledger, accounts: Sequence[UUID], events: int) -> int:
 
 def build(settings: Settings) -> Ledger:
     return build_ledger(settings)
-
-
-# Statistics and output.
-
-
-def percentile(values: Sequence[float], fraction: float) -> float:
-    """Nearest-rank percentile of ``values`` (not empty)."""
-    ordered = sorted(values)
-    index = min(len(ordered) - 1, max(0, round(fraction * len(ordered) + 0.5) - 1))
-    return ordered[index]
-
-
-def median(values: Sequence[float]) -> float:
-    return statistics.median(values)
-
-
-def milliseconds(seconds: float) -> float:
-    return round(seconds * 1000, 3)
-
-
-def emit(document: dict[str, Any]) -> None:
-    """Prints the one JSON document a benchmark script outputs."""
-    print(json.dumps(document, indent=2, sort_keys=False))
-    sys.stdout.flush()
 
 
 def rss_mib(pid: int) -> dict[str, float]:

@@ -1,12 +1,13 @@
-"""Benchmark: in-process transfers/s from N threads, for one implementation and store.
+"""Benchmark: in-process transfers/s from 1 and 16 threads, every implementation.
 
-Opens ``--accounts`` funded accounts in a fresh store, then N threads each post
-single transfers (random pairs of those accounts, amounts 1..100) until the duration
-is over. Every transfer is its own durable command. Prints one JSON document:
-transfers/s, how many failed (by exception class), and the conflict retries.
+Opens ``--accounts`` funded accounts in a fresh store (one for eventledger, shared by
+its two modes, one for the CRUD baseline), then, in ``--repeats`` interleaved rounds,
+N threads each post single transfers (random pairs of those accounts, amounts 1..100)
+until the duration is over. Every transfer is its own durable command, answered only
+once committed. Prints one JSON document: per implementation and thread count, the
+median transfers/s, every run, failures and conflict retries.
 
-Run: ``.venv/bin/python benchmarks/inprocess.py --impl eventledger_per_command
---store sqlite --threads 16 --duration-seconds 10``
+Run: ``.venv/bin/python benchmarks/inprocess.py --store postgresql --threads 1,16``
 """
 
 from __future__ import annotations
@@ -17,8 +18,7 @@ import sys
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 from uuid import UUID
@@ -28,44 +28,19 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from benchmarks.common import (  # noqa: E402
     CURRENCY,
     OPENING_BALANCE,
+    Store,
     build,
     emit,
     eventledger_settings,
     exit_on_sigterm,
+    implementations,
+    median,
     open_funded_accounts,
     temporary_store,
 )
 from benchmarks.crud_baseline import CrudLedger  # noqa: E402
 
 Transfer = Callable[[UUID, UUID, int], Any]
-
-
-@contextmanager
-def implementation(
-    name: str, kind: str, url: str, schema: str, accounts: int
-) -> Iterator[tuple[Transfer, list[UUID], Callable[[], int]]]:
-    """Yields (transfer function, funded account ids, conflict retry counter)."""
-    if name == "crud":
-        target = url.split("?")[0] if kind == "postgresql" else url[len("sqlite:///") :]
-        crud = CrudLedger(kind, target, schema)
-        try:
-            ids = crud.open_accounts(accounts, CURRENCY, OPENING_BALANCE)
-            yield (lambda a, b, amount: crud.transfer(a, b, amount, CURRENCY)), ids, lambda: 0
-        finally:
-            crud.close()
-        return
-    mode = name.removeprefix("eventledger_")
-    ledger = build(eventledger_settings(url, mode))
-    try:
-        ids = open_funded_accounts(ledger, accounts)
-        ledger.conflict_retries = 0
-        yield (
-            (lambda a, b, amount: ledger.transfer(a, b, amount, CURRENCY)),
-            ids,
-            lambda: ledger.conflict_retries,
-        )
-    finally:
-        ledger.close()
 
 
 def drive(
@@ -107,33 +82,95 @@ def drive(
     }
 
 
+def measure(arguments: argparse.Namespace) -> dict[str, Any]:
+    """Interleaved rounds: every round runs each thread count for each implementation,
+    so a change in the machine's load hits them all alike. The two eventledger modes
+    share one store (same event format), each run with a fresh Ledger."""
+    impls = arguments.impls.split(",") if arguments.impls else implementations()
+    thread_counts = [int(n) for n in arguments.threads.split(",")]
+    runs: dict[str, dict[str, list[dict[str, Any]]]] = {
+        impl: {str(n): [] for n in thread_counts} for impl in impls
+    }
+    kind = arguments.store
+    with temporary_store(kind) as store, temporary_store(kind, "crud.db") as crud_store:
+        accounts = prepare_eventledger(store.url, arguments.accounts)
+        crud = CrudLedger(kind, crud_target(crud_store), crud_store.schema)
+        try:
+            crud_accounts = crud.open_accounts(arguments.accounts, CURRENCY, OPENING_BALANCE)
+            for _ in range(arguments.repeats):
+                for threads in thread_counts:
+                    for impl in impls:
+                        if impl == "crud":
+                            result = drive(
+                                lambda a, b, amount: crud.transfer(a, b, amount, CURRENCY),
+                                crud_accounts, threads, arguments.duration_seconds,
+                            )  # fmt: skip
+                        else:
+                            result = drive_eventledger(
+                                store.url, impl, accounts, threads, arguments.duration_seconds
+                            )
+                        runs[impl][str(threads)].append(result)
+        finally:
+            crud.close()
+    return {
+        impl: {
+            threads: {
+                "transfers_per_second": median([r["transfers_per_second"] for r in results]),
+                "runs": [r["transfers_per_second"] for r in results],
+                "failures": sum(sum(r["failures"].values()) for r in results),
+                "conflict_retries": sum(r.get("conflict_retries", 0) for r in results),
+            }
+            for threads, results in by_threads.items()
+        }
+        for impl, by_threads in runs.items()
+    }
+
+
+def prepare_eventledger(url: str, accounts: int) -> list[UUID]:
+    ledger = build(eventledger_settings(url, "per_command"))
+    try:
+        return open_funded_accounts(ledger, accounts)
+    finally:
+        ledger.close()
+
+
+def crud_target(store: Store) -> str:
+    return str(store.sqlite_path) if store.kind == "sqlite" else store.url.split("?")[0]
+
+
+def drive_eventledger(
+    url: str, impl: str, accounts: list[UUID], threads: int, duration_seconds: float
+) -> dict[str, Any]:
+    ledger = build(eventledger_settings(url, impl.removeprefix("eventledger_")))
+    try:
+        result = drive(
+            lambda a, b, amount: ledger.transfer(a, b, amount, CURRENCY),
+            accounts, threads, duration_seconds,
+        )  # fmt: skip
+        result["conflict_retries"] = ledger.conflict_retries
+        return result
+    finally:
+        ledger.close()
+
+
 def main() -> None:
     exit_on_sigterm()
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--impl", required=True)
     parser.add_argument("--store", choices=("sqlite", "postgresql"), default="sqlite")
-    parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--duration-seconds", type=float, default=10.0)
+    parser.add_argument("--impls", default="", help="comma-separated; default: all available")
+    parser.add_argument("--threads", default="1,16", help="comma-separated thread counts")
+    parser.add_argument("--duration-seconds", type=float, default=5.0)
+    parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--accounts", type=int, default=1000)
     arguments = parser.parse_args()
-    with (
-        temporary_store(arguments.store) as store,
-        implementation(arguments.impl, store.kind, store.url, store.schema, arguments.accounts) as (
-            transfer,
-            accounts,
-            retries,
-        ),
-    ):
-        result = drive(transfer, accounts, arguments.threads, arguments.duration_seconds)
-        result["conflict_retries"] = retries()
     emit(
         {
             "benchmark": "inprocess_transfers",
-            "impl": arguments.impl,
             "store": arguments.store,
-            "threads": arguments.threads,
             "accounts": arguments.accounts,
-            **result,
+            "duration_seconds": arguments.duration_seconds,
+            "repeats": arguments.repeats,
+            "results": measure(arguments),
         }
     )
 

@@ -29,7 +29,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from benchmarks.common import emit, milliseconds, percentile  # noqa: E402
+from benchmarks.stats import emit, milliseconds, percentile  # noqa: E402
 
 CURRENCY = "USD"
 
