@@ -1,9 +1,10 @@
 """Benchmark: ``audit verify`` throughput on a ledger of 200,000 events (SQLite).
 
 Prints one JSON document: events/s for the chain alone (hash chain, checkpoints,
-positions; nothing decoded) and for the full verify (with every invariant), the
-time to chain the log (the ``audit_chain`` projection catching up), and the peak
-RSS after each phase, so a memory that grew with the log would show.
+positions; nothing decoded) and for the full verify (every invariant, the snapshots
+check), the time to chain the log (the ``audit_chain`` projection catching up), the
+verify's Python heap peak at half and at full size (equal if memory does not grow
+with the log) and the process's peak RSS.
 
 Run: ``.venv/bin/python benchmarks/audit_verify.py [--events 200000] [--database URL]``
 """
@@ -16,6 +17,8 @@ import resource
 import sys
 import tempfile
 import time
+import tracemalloc
+from collections.abc import Callable
 from pathlib import Path
 from uuid import uuid4
 
@@ -25,8 +28,7 @@ from domain.ledger import Ledger  # noqa: E402
 from infrastructure.persistence import build_ledger  # noqa: E402
 from infrastructure.settings import Settings  # noqa: E402
 from infrastructure.views import ViewStore  # noqa: E402
-from projections.audit_chain import AuditChain  # noqa: E402
-from projections.audit_verify import verify  # noqa: E402
+from projections.audit import Audit  # noqa: E402
 
 ACCOUNTS = 200
 BATCH = 1000  # transfers per transaction; each writes 3 events
@@ -58,6 +60,15 @@ def fill(ledger: Ledger, events: int) -> None:
         ledger.transfer_batch(items)
 
 
+def traced_peak_mib(run: Callable[[], object]) -> float:
+    """Peak Python heap while ``run`` runs (tracemalloc; slow, so not timed)."""
+    tracemalloc.start()
+    run()
+    _, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    return round(peak / 2**20, 2)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--events", type=int, default=200_000)
@@ -68,25 +79,32 @@ def main() -> None:
     settings = Settings(database_url=url)
     ledger = build_ledger(settings)
     views = ViewStore.from_settings(settings)
+    audit = Audit(ledger, views)
+    chain = audit.chain
+
+    # Half the log first: the verify's heap peak then and at full size shows whether
+    # memory grows with the number of events.
+    fill(ledger, arguments.events // 2)
+    chain.catch_up()
+    heap_half = traced_peak_mib(lambda: audit.verify(catch_up=False))
     started = time.perf_counter()
     fill(ledger, arguments.events)
     fill_seconds = time.perf_counter() - started
-    rss_after_fill = peak_rss_mib()
 
-    chain = AuditChain(ledger, views=views)
     started = time.perf_counter()
     chained = chain.catch_up()
     chain_seconds = time.perf_counter() - started
 
     started = time.perf_counter()
-    chain_only = verify(ledger, chain, invariants=False)
+    chain_only = audit.verify(catch_up=False, invariants=False)
     chain_only_seconds = time.perf_counter() - started
     rss_after_chain_only = peak_rss_mib()
 
     started = time.perf_counter()
-    full = verify(ledger, chain)
+    full = audit.verify(catch_up=False)
     full_seconds = time.perf_counter() - started
     assert chain_only.ok and full.ok, (chain_only.problems[:3], full.problems[:3])
+    heap_full = traced_peak_mib(lambda: audit.verify(catch_up=False))
     events = full.events_checked
     print(
         json.dumps(
@@ -94,8 +112,9 @@ def main() -> None:
                 "benchmark": "audit_verify",
                 "database": settings.database.kind,
                 "events": events,
-                "fill_seconds": round(fill_seconds, 2),
-                "audit_chain_catch_up": {
+                "accounts": ACCOUNTS,
+                "fill_seconds_second_half": round(fill_seconds, 2),
+                "audit_chain_catch_up_second_half": {
                     "events": chained,
                     "seconds": round(chain_seconds, 2),
                     "events_per_second": round(chained / chain_seconds),
@@ -106,11 +125,15 @@ def main() -> None:
                     "target_events_per_second": 100_000,
                 },
                 "verify_full": {
+                    "checks": full.checks,
                     "seconds": round(full_seconds, 2),
                     "events_per_second": round(events / full_seconds),
                 },
+                "verify_full_python_heap_peak_mib": {
+                    f"at_{events // 2}_events": heap_half,
+                    f"at_{events}_events": heap_full,
+                },
                 "peak_rss_mib": {
-                    "after_fill": rss_after_fill,
                     "after_verify_chain_only": rss_after_chain_only,
                     "after_verify_full": peak_rss_mib(),
                 },
