@@ -128,6 +128,21 @@ class ViewTransaction:
         if self.cursor.rowcount != 1:
             raise StalePosition(name)
 
+    def lock_positions(self, names: Sequence[str]) -> dict[str, int]:
+        """Reads the positions of ``names``, locking their rows until the end of the
+        transaction (SQLite's write transaction locks everything already). A
+        transaction that changes tables of several views takes these locks first,
+        as followers do, so the two never wait for each other in opposite orders."""
+        if self.dialect.is_sqlite or not names:
+            return {n: p for n, p in self.positions().items() if n in names}
+        marks = ", ".join("?" for _ in names)
+        rows = self.fetchall(
+            f"SELECT name, position FROM {TRACKING_TABLE} WHERE name IN ({marks}) "
+            "ORDER BY name FOR UPDATE",
+            list(names),
+        )
+        return {name: int(position) for name, position in rows}
+
     def set_position(self, name: str, position: int) -> None:
         self.execute(
             f"INSERT INTO {TRACKING_TABLE} (name, position) VALUES (?, ?) "

@@ -137,7 +137,8 @@ class Follower:
     def _apply(self, positions: dict[str, int], events: list[Positioned]) -> None:
         end = events[-1].position
         with self.store.transaction() as tx:
-            for name, position in positions.items():
+            # Row locks in name order, like every transaction that moves positions.
+            for name, position in sorted(positions.items(), key=lambda i: self._names[i[0]]):
                 if end > position:
                     tx.advance(self._names[name], position, end)
             for projection in self.projections:

@@ -108,8 +108,9 @@ def _prepare(store: ViewStore, projections: Sequence[Projection]) -> None:
 def _swap_if_caught_up(store: ViewStore, projections: Sequence[Projection]) -> bool:
     """Swaps every projection in one transaction if none of the fresh tables is behind
     the live one (readers must not see a view go back in time); else False."""
+    names = [tracking_name(p, rebuilding) for p in projections for rebuilding in (False, True)]
     with store.transaction() as tx:
-        positions = tx.positions()
+        positions = tx.lock_positions(names)
         rebuilt = {p.name: positions[tracking_name(p, rebuilding=True)] for p in projections}
         for projection in projections:
             live = positions.get(tracking_name(projection, rebuilding=False), 0)

@@ -9,16 +9,20 @@ accounts, a non-zero total or an error has seen a half-built table. Interruption
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable
 
 from domain.ledger import Ledger
 from domain.money import world_account_id
+from infrastructure.settings import Settings
 from infrastructure.views import ViewStore
 from projections.catalog import select_projections
 from projections.follower import follower_for
 from projections.queries import ReadModels
 from projections.rebuild import rebuild
+from projections.runner import ProjectionRunner
 from tests.projections.conftest import Workload, assert_rows_match_aggregates, dump
+from tests.projections.test_consistency import stream_transfers
 
 
 class TestRebuild:
@@ -108,3 +112,40 @@ class TestRebuild:
         assert len(seen) > 10
         assert set(seen) == {(expected_rows, len(accounts), 0)}
         assert_rows_match_aggregates(ledger, views)
+
+
+class TestRebuildWhileLive:
+    def test_a_rebuild_under_a_live_follower_and_writers_loses_nothing(
+        self, settings: Settings, ledger: Ledger, views: ViewStore
+    ) -> None:
+        runner = ProjectionRunner(
+            ledger,
+            views,
+            select_projections(),
+            events_database=settings.database,
+            batch_size=13,
+            poll_interval_seconds=0.01,
+        )
+        read_models = ReadModels(views, ledger.head_position)
+        stop = threading.Event()
+        writer = threading.Thread(target=stream_transfers, args=(ledger, stop))
+        runner.start()
+        writer.start()
+        try:
+            for names in (["balances", "totals"], ["statements"], []):
+                time.sleep(0.3)
+                assert rebuild(ledger, views, select_projections(names), batch_size=50).swapped
+                assert all(t.balance_sum == 0 for t in read_models.totals())
+        finally:
+            stop.set()
+            writer.join(30)
+        deadline = time.monotonic() + 20
+        while views.positions()["statements"] < ledger.head_position():
+            assert time.monotonic() < deadline
+            time.sleep(0.02)
+        runner.stop()
+        assert runner.last_error is None
+        assert_rows_match_aggregates(ledger, views)
+        live = dump(views)
+        rebuild(ledger, views, select_projections())
+        assert dump(views) == live
