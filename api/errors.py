@@ -41,6 +41,7 @@ ERROR_STATUS: tuple[tuple[type[LedgerError], int], ...] = (
     (domain_errors.NotFound, 404),
     (domain_errors.VersionMismatch, 412),
     (domain_errors.ConcurrencyConflict, 409),
+    (domain_errors.TransferOutcomeUnknown, 503),
     (domain_errors.InvalidRequest, 422),
     (domain_errors.TransferRejected, 422),
     (domain_errors.AccountNotEmpty, 422),

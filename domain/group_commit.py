@@ -118,7 +118,14 @@ class GroupCommitter:
                         command.future.set_exception(error)
 
     def commit_group(self, group: list[TransferCommand]) -> None:
-        """Applies and commits ``group``; answers every command's future."""
+        """Applies and commits ``group``; answers every command's future.
+
+        A command whose caller gave up (cancelled its future) before this point is
+        left out, so it is not committed; from here on, a future can't be cancelled.
+        """
+        group = [c for c in group if c.future.set_running_or_notify_cancel()]
+        if not group:
+            return
         ledger = self.ledger
         for number in range(ledger.retry_attempts):
             attempt = self._apply_group(group, check_existing=number > 0)

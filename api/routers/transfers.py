@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 from uuid import UUID
 
 from fastapi import APIRouter, Request, Response
+from fastapi.concurrency import run_in_threadpool
 
 from api.auth import ReadAccess, WriteAccess
 from api.deps import IdempotencyKeyDep, LedgerDep, MetricsDep, answer_transfer, command_id
@@ -18,6 +20,7 @@ from api.schemas import (
     ReverseTransfer,
     TransferOut,
 )
+from domain.errors import TransferOutcomeUnknown
 from domain.views import TransferView
 
 router = APIRouter(prefix="/v1/transfers", tags=["transfers"])
@@ -31,7 +34,7 @@ router = APIRouter(prefix="/v1/transfers", tags=["transfers"])
     responses=problem_responses(*WRITE_PROBLEMS),
     summary="Move money between two accounts (or reserve it, with pending)",
 )
-def create_transfer(
+async def create_transfer(
     body: CreateTransfer,
     request: Request,
     response: Response,
@@ -39,18 +42,28 @@ def create_transfer(
     metrics: MetricsDep,
     idempotency_key: IdempotencyKeyDep,
 ) -> TransferView:
+    """With group commit this awaits the writer without holding a thread; without it,
+    the transfer runs in the thread pool like every other command."""
     transfer_id = request.state.transfer_id = command_id(body.id, idempotency_key)
-    view = ledger.transfer(
-        body.from_account,
-        body.to_account,
-        body.amount,
-        body.currency,
-        body.description,
-        body.metadata,
-        transfer_id,
-        pending=body.pending,
-        timeout_seconds=body.timeout_seconds,
-    )
+    arguments = (
+        body.from_account, body.to_account, body.amount, body.currency,
+        body.description, body.metadata, transfer_id,
+    )  # fmt: skip
+    options = {"pending": body.pending, "timeout_seconds": body.timeout_seconds}
+    if ledger.group_committer is None:
+        view = await run_in_threadpool(ledger.transfer, *arguments, **options)
+    else:
+        # Queueing does no I/O: the request is checked, then handed to the writer.
+        future = ledger.submit_transfer(*arguments, **options)
+        try:
+            view = await asyncio.wait_for(
+                asyncio.wrap_future(future), ledger.transfer_timeout_seconds
+            )
+        except TimeoutError:
+            raise TransferOutcomeUnknown(
+                f"no answer within {ledger.transfer_timeout_seconds} s; "
+                "retry with the same id or Idempotency-Key"
+            ) from None
     return answer_transfer(response, view, metrics)
 
 
