@@ -21,7 +21,7 @@ from eventsourcing.persistence import PersistenceError
 from infrastructure.hashing import Digest
 from infrastructure.views import ViewStore
 from projections.audit_chain import CHECKPOINT_INTERVAL_DEFAULT, AuditChain
-from projections.audit_read_models import BalancesViewCheck, SnapshotsCheck
+from projections.audit_read_models import BalancesViewCheck, SnapshotsCheck, TotalsViewCheck
 from projections.audit_verify import VerifyResult, verify
 
 logger = logging.getLogger(__name__)
@@ -63,7 +63,11 @@ class Audit:
             self.chain,
             digest=digest,
             invariants=invariants,
-            read_model_checks=[BalancesViewCheck(self.views), SnapshotsCheck(self.application)],
+            read_model_checks=[
+                BalancesViewCheck(self.views),
+                TotalsViewCheck(self.views),
+                SnapshotsCheck(self.application),
+            ],
             progress=progress,
         )
 

@@ -99,6 +99,10 @@ class LedgerInvariants:
     def __init__(self) -> None:
         self.accounts: dict[UUID, ReplayedAccount] = {}
         self.sums: dict[str, int] = {}
+        # Per currency: transfers begun (Posted or Pending, reversals included) and
+        # transfers rejected, as the totals view counts them.
+        self.transfers: dict[str, int] = {}
+        self.rejected: dict[str, int] = {}
         self.problems: list[Problem] = []
         self.problems_dropped = 0
         self._open: dict[UUID, _OpenTransfer] = {}
@@ -118,7 +122,7 @@ class LedgerInvariants:
             ACCOUNT + "OverdraftLimitChanged": self._limit_changed,
             TRANSFER + "Posted": self._posted,
             TRANSFER + "Pending": self._pending_created,
-            TRANSFER + "Rejected": lambda p, t, v, d: None,
+            TRANSFER + "Rejected": self._rejected,
             TRANSFER + "PendingPosted": self._pending_posted,
             TRANSFER + "PendingVoided": self._pending_voided,
             TRANSFER + "Reversed": self._reversed,
@@ -191,9 +195,27 @@ class LedgerInvariants:
                     _first_account(open_transfer),
                 )
             )
+        self._check_pending_sums(position)
         for currency, total in sorted(self.sums.items()):
             if total != 0:
                 self.report(Problem("sum", f"{currency} balances sum to {total}, not 0", position))
+
+    def _check_pending_sums(self, position: int) -> None:
+        """Every reservation holds the same amount on both sides, so per currency
+        the pending debits and the pending credits of all accounts are equal."""
+        pending: dict[str, int] = {}
+        for account in self.accounts.values():
+            difference = account.pending_debits - account.pending_credits
+            pending[account.currency] = pending.get(account.currency, 0) + difference
+        for currency, difference in sorted(pending.items()):
+            if difference != 0:
+                self.report(
+                    Problem(
+                        "pending",
+                        f"{currency} pending debits exceed pending credits by {difference}",
+                        position,
+                    )
+                )
 
     # Accounts.
 
@@ -331,7 +353,13 @@ class LedgerInvariants:
             found = self._open[transfer_id] = _OpenTransfer(first_position=position)
         return found
 
+    def _rejected(
+        self, position: int, transfer_id: UUID, version: int, data: dict[str, Any]
+    ) -> None:
+        self.rejected[data["currency"]] = self.rejected.get(data["currency"], 0) + 1
+
     def _posted(self, position: int, transfer_id: UUID, version: int, data: dict[str, Any]) -> None:
+        self.transfers[data["currency"]] = self.transfers.get(data["currency"], 0) + 1
         expected = self._open_transfer(position, transfer_id)
         expected.debit_account_id = data["debit_account_id"]
         expected.credit_account_id = data["credit_account_id"]
@@ -342,6 +370,7 @@ class LedgerInvariants:
     def _pending_created(
         self, position: int, transfer_id: UUID, version: int, data: dict[str, Any]
     ) -> None:
+        self.transfers[data["currency"]] = self.transfers.get(data["currency"], 0) + 1
         pending = self._pending.setdefault(
             transfer_id, _Pending(data["debit_account_id"], data["credit_account_id"])
         )

@@ -9,7 +9,7 @@ accounts as they were at its own position, never reported for lagging.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from typing import Any
 from uuid import UUID
 
@@ -17,7 +17,7 @@ from eventsourcing.application import Application
 from eventsourcing.domain import EventSourcingError
 
 from infrastructure.views import ViewStore
-from projections.audit_invariants import Problem, ReplayedAccount
+from projections.audit_invariants import LedgerInvariants, Problem
 
 BALANCES_FIELDS = (
     "currency", "status", "balance", "available_balance", "pending_debits",
@@ -51,7 +51,8 @@ class BalancesViewCheck:
         }
         return position
 
-    def check(self, accounts: Mapping[UUID, ReplayedAccount], position: int) -> Iterable[Problem]:
+    def check(self, replay: LedgerInvariants, position: int) -> Iterable[Problem]:
+        accounts = replay.accounts
         for account_id, account in accounts.items():
             row = self.rows.pop(account_id, None)
             if row is None:
@@ -87,6 +88,52 @@ SNAPSHOT_FIELDS = (
 )  # fmt: skip
 
 
+class TotalsViewCheck:
+    """The ``totals`` view (projections/totals.py): one row per currency."""
+
+    name = "read_model:totals"
+    table = "totals"
+    columns = ("balance_sum", "accounts", "transfers", "rejected")
+
+    def __init__(self, views: ViewStore) -> None:
+        self.views = views
+        self.rows: dict[str, tuple[int, ...]] = {}
+
+    def load(self) -> int | None:
+        with self.views.read() as tx:
+            position = tx.positions().get(self.table)
+            if position is None or not tx.table_exists(self.table):
+                return None
+            found = tx.fetchall(f"SELECT currency, {', '.join(self.columns)} FROM {self.table}")
+        self.rows = {row[0]: tuple(int(value) for value in row[1:]) for row in found}
+        return position
+
+    def check(self, replay: LedgerInvariants, position: int) -> Iterable[Problem]:
+        accounts: dict[str, int] = {}
+        for account in replay.accounts.values():
+            if not account.is_world:
+                accounts[account.currency] = accounts.get(account.currency, 0) + 1
+        currencies = set(self.rows) | set(replay.sums)
+        for currency in sorted(currencies):
+            replayed = (
+                replay.sums.get(currency, 0),
+                accounts.get(currency, 0),
+                replay.transfers.get(currency, 0),
+                replay.rejected.get(currency, 0),
+            )
+            row = self.rows.get(currency, (0, 0, 0, 0))
+            for name, in_view, in_replay in zip(self.columns, row, replayed, strict=True):
+                if in_view != in_replay:
+                    yield Problem(
+                        self.name,
+                        f"{self.table} row {currency} has {name}={in_view}, the replay up to "
+                        f"position {position} has {in_replay}",
+                        position,
+                    )
+                    break
+        self.rows = {}
+
+
 class SnapshotsCheck:
     """Accounts as the ledger loads them (latest snapshot + later events) against the
     replay from events alone. Snapshots are a cache outside the chain; a changed one
@@ -105,9 +152,9 @@ class SnapshotsCheck:
     def load(self) -> int | None:
         return int(self.application.recorder.max_notification_id() or 0)
 
-    def check(self, accounts: Mapping[UUID, ReplayedAccount], position: int) -> Iterable[Problem]:
+    def check(self, replay: LedgerInvariants, position: int) -> Iterable[Problem]:
         repository = self.application.repository
-        for account_id, replayed in accounts.items():
+        for account_id, replayed in replay.accounts.items():
             try:
                 loaded = repository.get(account_id, version=replayed.version)
             except (EventSourcingError, KeyError, TypeError, ValueError) as error:

@@ -19,7 +19,7 @@ with the chain or the digest, else the first place where an invariant fails.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 from uuid import UUID
@@ -29,7 +29,7 @@ from eventsourcing.application import Application
 from infrastructure.audit_store import START, ChainPoint, ChainStore, EventLog, Row
 from infrastructure.hashing import ALGORITHM, GENESIS, Digest, chain_hashes
 from projections.audit_chain import AuditChain
-from projections.audit_invariants import ACCOUNT, LedgerInvariants, Problem, ReplayedAccount
+from projections.audit_invariants import ACCOUNT, LedgerInvariants, Problem
 
 BATCH_SIZE_DEFAULT = 5000
 GAP_RUN_LISTED_MAX = 10_000
@@ -49,9 +49,7 @@ class ReadModelCheck(Protocol):
 
     def load(self) -> int | None: ...
 
-    def check(
-        self, accounts: Mapping[UUID, ReplayedAccount], position: int
-    ) -> Iterable[Problem]: ...
+    def check(self, replay: LedgerInvariants, position: int) -> Iterable[Problem]: ...
 
 
 @dataclass
@@ -332,7 +330,7 @@ class Verifier:
         while self.due and self.due[0][0] <= reached:
             _, check = self.due.pop(0)
             self.checked.append(check.name)
-            for problem in check.check(self.invariants.accounts, reached):
+            for problem in check.check(self.invariants, reached):
                 self.invariants.report(problem)
 
     def _result(self, last: int) -> VerifyResult:

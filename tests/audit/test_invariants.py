@@ -162,15 +162,40 @@ def test_a_version_out_of_order() -> None:
 
 def test_the_balances_view_is_checked_against_the_replay(audited: Audited) -> None:
     ids = populate(audited.ledger)
-    follower = follower_for(audited.ledger, audited.views, select_projections(["balances"]))
+    views = select_projections(["balances", "totals"])
+    follower = follower_for(audited.ledger, audited.views, views)
     follower.catch_up()
     audited.ledger.deposit(ids["alice"], 5)  # the view now lags: that is not a problem
     result = audited.audit.verify()
     assert result.ok, result.problems
-    assert "read_model:balances" in result.checks
+    assert {"read_model:balances", "read_model:totals", "snapshots"} <= set(result.checks)
     account_id = audited.views.dialect.id_value(ids["bob"])
     with audited.views.transaction() as tx:
         tx.execute("UPDATE balances SET balance = balance + 1 WHERE account_id = ?", (account_id,))
     problem = audited.audit.verify().problems[0]
     assert (problem.check, problem.account_id) == ("read_model:balances", ids["bob"])
     assert "balance=" in problem.detail
+
+
+def test_the_totals_view_is_checked_against_the_replay(audited: Audited) -> None:
+    populate(audited.ledger)
+    views = select_projections(["totals"])
+    follower_for(audited.ledger, audited.views, views).catch_up()
+    assert audited.audit.verify().ok
+    with audited.views.transaction() as tx:
+        tx.execute("UPDATE totals SET accounts = accounts + 1 WHERE currency = 'EUR'")
+    problem = audited.audit.verify().problems[0]
+    assert problem.check == "read_model:totals" and "EUR has accounts=2" in problem.detail
+
+
+def test_reservations_that_do_not_pair_up() -> None:
+    log = Log()
+    world, alice = log.open(world=True), log.open()
+    log.transfer(world, alice, 100)
+    transfer = uuid4()
+    log.event(alice, ACCOUNT + "DebitReserved", transfer_id=transfer, amount=10)
+    log.event(transfer, TRANSFER + "Pending", debit_account_id=alice, credit_account_id=world,
+              amount=10, currency=USD, description="", metadata={}, reverses=None,
+              timeout_seconds=None, expires_at=None)  # fmt: skip
+    (problem,) = log.problems()
+    assert problem.check == "pending" and "by 10" in problem.detail
