@@ -21,7 +21,12 @@ from eventsourcing.persistence import PersistenceError
 from infrastructure.hashing import Digest
 from infrastructure.views import ViewStore
 from projections.audit_chain import CHECKPOINT_INTERVAL_DEFAULT, AuditChain
-from projections.audit_read_models import BalancesViewCheck, SnapshotsCheck, TotalsViewCheck
+from projections.audit_read_models import (
+    BalancesViewCheck,
+    SnapshotsCheck,
+    StatementsViewCheck,
+    TotalsViewCheck,
+)
 from projections.audit_verify import VerifyResult, verify
 
 logger = logging.getLogger(__name__)
@@ -66,6 +71,7 @@ class Audit:
             read_model_checks=[
                 BalancesViewCheck(self.views),
                 TotalsViewCheck(self.views),
+                StatementsViewCheck(self.views),
                 SnapshotsCheck(self.application),
             ],
             progress=progress,

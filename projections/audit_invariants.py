@@ -104,6 +104,9 @@ class LedgerInvariants:
         self.transfers: dict[str, int] = {}
         self.rejected: dict[str, int] = {}
         self.problems: list[Problem] = []
+        # When a list, each posting is appended as (position, account id, transfer id,
+        # signed amount, balance_after), for checks that stream a statements view.
+        self.postings: list[tuple[int, UUID, UUID, int, int]] | None = None
         self.problems_dropped = 0
         self._open: dict[UUID, _OpenTransfer] = {}
         self._pending: dict[UUID, _Pending] = {}
@@ -258,6 +261,10 @@ class LedgerInvariants:
                 )
             )
         self._open_transfer(position, transfer_id).debits.append((account_id, amount, position))
+        if self.postings is not None:
+            self.postings.append(
+                (position, account_id, transfer_id, -amount, data["balance_after"])
+            )
         self._settle(transfer_id)
 
     def _credited(
@@ -269,6 +276,8 @@ class LedgerInvariants:
         transfer_id, amount = data["transfer_id"], data["amount"]
         self._post(position, account, amount, amount, data["balance_after"])
         self._open_transfer(position, transfer_id).credits.append((account_id, amount, position))
+        if self.postings is not None:
+            self.postings.append((position, account_id, transfer_id, amount, data["balance_after"]))
         self._settle(transfer_id)
 
     def _post(

@@ -9,7 +9,7 @@ accounts as they were at its own position, never reported for lagging.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import Any
 from uuid import UUID
 
@@ -132,6 +132,65 @@ class TotalsViewCheck:
                     )
                     break
         self.rows = {}
+
+
+class StatementsViewCheck:
+    """The ``statements`` view (projections/statements.py): one row per posting,
+    compared batch by batch with the postings the replay finds, up to the view's
+    position (rows are written once and never change)."""
+
+    name = "read_model:statements"
+    table = "statements"
+
+    def __init__(self, views: ViewStore) -> None:
+        self.views = views
+        self.position = 0
+
+    def load(self) -> int | None:
+        with self.views.read() as tx:
+            position = tx.positions().get(self.table)
+            if position is None or not tx.table_exists(self.table):
+                return None
+        self.position = position
+        return position
+
+    def check(self, replay: LedgerInvariants, position: int) -> Iterable[Problem]:
+        return ()
+
+    def check_postings(
+        self, after: int, last: int, postings: Sequence[tuple[int, UUID, UUID, int, int]]
+    ) -> Iterable[Problem]:
+        upto = min(last, self.position)
+        if after >= upto:
+            return
+        with self.views.read() as tx:
+            rows = tx.fetchall(
+                f"SELECT position, account_id, transfer_id, amount, balance_after "
+                f"FROM {self.table} WHERE position > ? AND position <= ? ORDER BY position",
+                (after, upto),
+            )
+            dialect = tx.dialect
+        in_view = {
+            int(r[0]): (dialect.id_from(r[1]), dialect.id_from(r[2]), int(r[3]), int(r[4]))
+            for r in rows
+        }
+        for position, *replayed in postings:
+            if position > upto:
+                break
+            row = in_view.pop(position, None)
+            if row != tuple(replayed):
+                found = "no row" if row is None else f"{row[2]} (balance_after {row[3]})"
+                yield Problem(
+                    self.name,
+                    f"{self.table} has {found} for the posting of {replayed[2]} "
+                    f"(balance_after {replayed[3]}) of transfer {replayed[1]}",
+                    position,
+                    replayed[0],
+                )
+        for position, row in sorted(in_view.items()):
+            yield Problem(
+                self.name, f"{self.table} has a row with no posting in the log", position, row[0]
+            )
 
 
 class SnapshotsCheck:

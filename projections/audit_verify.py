@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 from uuid import UUID
 
 from eventsourcing.application import Application
@@ -50,6 +50,17 @@ class ReadModelCheck(Protocol):
     def load(self) -> int | None: ...
 
     def check(self, replay: LedgerInvariants, position: int) -> Iterable[Problem]: ...
+
+
+@runtime_checkable
+class PostingsCheck(ReadModelCheck, Protocol):
+    """A read-model check that also compares, batch by batch, the postings
+    (position, account id, transfer id, signed amount, balance_after) the replay
+    found in positions ``after < p <= last``: memory stays flat."""
+
+    def check_postings(
+        self, after: int, last: int, postings: Sequence[tuple[int, UUID, UUID, int, int]]
+    ) -> Iterable[Problem]: ...
 
 
 @dataclass
@@ -113,6 +124,7 @@ class Verifier:
         self.tracked: ChainPoint = START
         self.tracked_seen = False
         self.digest_seen = False
+        self.batch_after = 0
         self.due: list[tuple[int, ReadModelCheck]] = []
         self.checked: list[str] = []
         self.skipped: list[str] = []
@@ -174,6 +186,7 @@ class Verifier:
         self.events += len(rows)
         self.expected_position = last + 1
         if self.decode is not None:
+            self.batch_after = after
             self._feed_batch(rows)
 
     def _check_positions(self, after: int, rows: list[Row], index: Indexer) -> None:
@@ -201,10 +214,17 @@ class Verifier:
     def _feed_batch(self, rows: list[Row]) -> None:
         decode, invariants = self.decode, self.invariants
         assert decode is not None
+        streaming = [c for c in self.read_model_checks if isinstance(c, PostingsCheck)]
+        invariants.postings = [] if streaming else None
         for position, originator_id, version, topic, state in rows:
             if self.due and self.due[0][0] < position:
                 self._run_read_model_checks(position - 1)
             self._feed(invariants, decode, position, originator_id, version, topic, state)
+        for check in streaming:
+            assert invariants.postings is not None
+            for problem in check.check_postings(self.batch_after, rows[-1][0], invariants.postings):
+                invariants.report(problem)
+        invariants.postings = None
 
     def _feed(
         self,

@@ -199,3 +199,21 @@ def test_reservations_that_do_not_pair_up() -> None:
               timeout_seconds=None, expires_at=None)  # fmt: skip
     (problem,) = log.problems()
     assert problem.check == "pending" and "by 10" in problem.detail
+
+
+def test_the_statements_view_is_checked_posting_by_posting(audited: Audited) -> None:
+    ids = populate(audited.ledger)
+    follower_for(audited.ledger, audited.views, select_projections(["statements"])).catch_up()
+    result = audited.audit.verify()
+    assert result.ok and "read_model:statements" in result.checks, result.problems
+    bob = audited.views.dialect.id_value(ids["bob"])
+    with audited.views.read() as tx:
+        (position,) = tx.fetchall(
+            "SELECT MIN(position) FROM statements WHERE account_id = ?", (bob,)
+        )[0]
+    with audited.views.transaction() as tx:
+        tx.execute("UPDATE statements SET amount = amount + 1 WHERE position = ?", (position,))
+    problem = audited.audit.verify().problems[0]
+    assert (problem.check, problem.position, problem.account_id) == (
+        "read_model:statements", position, ids["bob"],
+    )  # fmt: skip
