@@ -1,16 +1,14 @@
 """The FastAPI application factory.
 
 ``create_app(settings)`` builds nothing at import time: the lifespan builds the Ledger
-and the API-key store and keeps them on ``app.state``. Routers of other resources plug
-in by existing: a module in ``OPTIONAL_ROUTERS`` that exposes ``router`` is included,
-and its optional ``lifespan(app)`` (an async context manager, e.g. a projection
-follower) runs inside ours, after the ledger is built.
+and the API-key store and keeps them on ``app.state``. Each module in ``ROUTERS``
+exposes a ``router``; one that also has a ``lifespan(app)`` (an async context manager:
+the projection follower, the pending-transfer sweeper) runs it inside ours, after
+the ledger is built.
 """
 
 from __future__ import annotations
 
-import importlib
-import importlib.util
 import logging
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
@@ -25,13 +23,13 @@ from api.errors import install_error_handlers, move_problems_to_problem_json
 from api.keystore import build_keystore
 from api.metrics import Metrics
 from api.middleware import BodySizeLimit, RequestMetrics
-from api.routers import accounts, operations, transfers
+from api.routers import accounts, audit, operations, read_models, transfers
 from infrastructure.persistence import build_ledger
 from infrastructure.settings import Settings
 
 logger = logging.getLogger(__name__)
 
-OPTIONAL_ROUTERS = ("api.routers.read_models", "api.routers.audit")
+ROUTERS: tuple[ModuleType, ...] = (operations, accounts, transfers, read_models, audit)
 # A batch of 1000 transfers cannot fit in 64 KiB; it alone may send up to 1 MiB.
 BATCH_BODY_SIZE_MAX_BYTES = 1024 * 1024
 
@@ -47,18 +45,17 @@ class OpenModeRefused(RuntimeError):
 
 
 def create_app(settings: Settings) -> FastAPI:
-    plugins = _optional_routers()
     app = FastAPI(
         title="eventledger",
         version="1",
         description=DESCRIPTION,
-        lifespan=_lifespan_with(plugins),
+        lifespan=_lifespan_with(ROUTERS),
     )
     app.state.settings = settings
     app.state.metrics = metrics = Metrics()
     metrics.follow_conflict_retries(lambda: _conflict_retries(app))
     install_error_handlers(app)
-    for router_module in (operations, accounts, transfers, *plugins):
+    for router_module in ROUTERS:
         app.include_router(router_module.router)
     # Added last = outermost: the limit answers before routing, metrics see it all.
     app.add_middleware(
@@ -82,7 +79,7 @@ def create_app_from_environment() -> FastAPI:
 
 
 def _lifespan_with(
-    plugins: list[ModuleType],
+    plugins: tuple[ModuleType, ...],
 ) -> Callable[[FastAPI], AbstractAsyncContextManager[None]]:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -120,14 +117,6 @@ def _check_open_mode(settings: Settings, has_keys: bool) -> None:
         settings.host,
         settings.port,
     )
-
-
-def _optional_routers() -> list[ModuleType]:
-    return [
-        importlib.import_module(name)
-        for name in OPTIONAL_ROUTERS
-        if importlib.util.find_spec(name) is not None
-    ]
 
 
 def _conflict_retries(app: FastAPI) -> int:

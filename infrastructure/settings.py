@@ -53,6 +53,9 @@ class Settings(BaseSettings):
     projections_poll_interval_seconds: float = Field(0.2, ge=0.01, le=60)
     read_your_writes_timeout_seconds: float = Field(5.0, ge=0, le=60)
     run_projections: bool = Field(True, description="in-process follower in serve")
+    pending_sweep_interval_seconds: float = Field(
+        1.0, ge=0, le=3600, description="how often serve voids expired pending transfers; 0: never"
+    )
     # HTTP API (eventledger serve).
     host: str = Field("127.0.0.1", description="address the API binds to")
     port: int = Field(8000, ge=1, le=65535)
