@@ -17,16 +17,10 @@ from typing import Any
 
 from eventsourcing.application import Application
 
-from infrastructure.audit_store import (
-    ChainBatch,
-    ChainPoint,
-    ChainStore,
-    EventLog,
-    Row,
-    chain_store_for,
-    event_log_for,
-)
-from infrastructure.hashing import ALGORITHM, Digest, chain_hashes
+from infrastructure.audit_log import EventLog, event_log_for
+from infrastructure.audit_store import ChainBatch, ChainPoint, ChainStore
+from infrastructure.audit_store_events import chain_store_for
+from infrastructure.hashing import ALGORITHM, Digest, Row, chain_hashes
 from infrastructure.views import ViewStore
 
 NAME = "audit_chain"

@@ -26,8 +26,9 @@ from uuid import UUID
 
 from eventsourcing.application import Application
 
-from infrastructure.audit_store import START, ChainPoint, ChainStore, EventLog, Row
-from infrastructure.hashing import ALGORITHM, GENESIS, Digest, chain_hashes
+from infrastructure.audit_log import EventLog
+from infrastructure.audit_store import START, ChainPoint, ChainStore
+from infrastructure.hashing import ALGORITHM, GENESIS, Digest, Row, chain_hashes
 from projections.audit_chain import AuditChain
 from projections.audit_invariants import ACCOUNT, LedgerInvariants, Problem
 
