@@ -13,12 +13,10 @@ import os
 from typing import Annotated, Any
 
 import typer
-import uvicorn
 from eventsourcing.persistence import PersistenceError
 from pydantic import ValidationError
 from rich.console import Console
 
-from api.app import create_app
 from api.auth import may_run_open
 from api.keystore import build_keystore
 from infrastructure.persistence import build_ledger
@@ -61,6 +59,11 @@ def serve(
         overrides["run_projections"] = False
     settings = _settings(overrides)
     _check_store_and_keys(settings)
+    # Imported here rather than at the top, so every other command starts faster.
+    import uvicorn
+
+    from api.app import create_app
+
     if settings.workers == 1:
         uvicorn.run(create_app(settings), host=settings.host, port=settings.port)
         return
