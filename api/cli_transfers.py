@@ -94,17 +94,4 @@ def read_batch_file(file: Path) -> list[dict[str, Any]]:
         first = error.errors()[0]
         where = ".".join(str(part) for part in first["loc"])
         raise fail(f"{file}: {where}: {first['msg']}", 2) from None
-    return [
-        {
-            "transfer_id": item.id,
-            "from_account": item.from_account,
-            "to_account": item.to_account,
-            "amount": item.amount,
-            "currency": item.currency,
-            "description": item.description,
-            "metadata": item.metadata,
-            "pending": item.pending,
-            "timeout_seconds": item.timeout_seconds,
-        }
-        for item in body.transfers
-    ]
+    return [item.batch_item(item.id) for item in body.transfers]

@@ -93,6 +93,20 @@ class CreateTransfer(RequestBody):
         None, description="a pending transfer not posted in time is voided"
     )
 
+    def batch_item(self, transfer_id: UUID | None) -> dict[str, Any]:
+        """The keyword arguments ``Ledger.transfer_batch`` takes for this transfer."""
+        return {
+            "transfer_id": transfer_id,
+            "from_account": self.from_account,
+            "to_account": self.to_account,
+            "amount": self.amount,
+            "currency": self.currency,
+            "description": self.description,
+            "metadata": self.metadata,
+            "pending": self.pending,
+            "timeout_seconds": self.timeout_seconds,
+        }
+
 
 class CreateBatch(RequestBody):
     transfers: list[CreateTransfer] = Field(min_length=1, max_length=BATCH_SIZE_MAX)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import secrets
 from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 import psycopg
@@ -107,3 +108,26 @@ def make_ledger(settings: Settings) -> Iterator[Callable[..., Ledger]]:
 @pytest.fixture
 def ledger(make_ledger: Callable[..., Ledger]) -> Ledger:
     return make_ledger()
+
+
+class Clock:
+    """A clock that moves only when a test moves it: expiry without sleeping."""
+
+    def __init__(self) -> None:
+        self.now = datetime(2030, 1, 1, tzinfo=UTC)
+
+    def __call__(self) -> datetime:
+        return self.now
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock()
+
+
+@pytest.fixture
+def timed_ledger(settings: Settings, clock: Clock) -> Iterator[Ledger]:
+    """A Ledger on the test's store whose pending transfers expire by ``clock``."""
+    ledger = build_ledger(settings, clock=clock)
+    yield ledger
+    ledger.close()

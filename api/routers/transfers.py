@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Any
 from uuid import UUID
 
 from fastapi import APIRouter, FastAPI, Request, Response
@@ -104,18 +103,8 @@ def create_batch(
     metrics: MetricsDep,
     idempotency_key: IdempotencyKeyDep,
 ) -> BatchOut:
-    items: list[dict[str, Any]] = [
-        {
-            "from_account": item.from_account,
-            "to_account": item.to_account,
-            "amount": item.amount,
-            "currency": item.currency,
-            "description": item.description,
-            "metadata": item.metadata,
-            "pending": item.pending,
-            "timeout_seconds": item.timeout_seconds,
-            "transfer_id": command_id(item.id, idempotency_key, f":{index}"),
-        }
+    items = [
+        item.batch_item(command_id(item.id, idempotency_key, f":{index}"))
         for index, item in enumerate(body.transfers)
     ]
     views = ledger.transfer_batch(items)

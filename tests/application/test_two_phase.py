@@ -7,8 +7,7 @@ from __future__ import annotations
 
 import threading
 from collections import Counter
-from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from uuid import UUID
 
 import pytest
@@ -27,26 +26,7 @@ from domain.errors import (
 from domain.ledger import Ledger
 from infrastructure.persistence import build_ledger
 from infrastructure.settings import Settings
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = datetime(2030, 1, 1, tzinfo=UTC)
-
-    def __call__(self) -> datetime:
-        return self.now
-
-
-@pytest.fixture
-def clock() -> Clock:
-    return Clock()
-
-
-@pytest.fixture
-def timed_ledger(settings: Settings, clock: Clock) -> Iterator[Ledger]:
-    ledger = build_ledger(settings, clock=clock)
-    yield ledger
-    ledger.close()
+from tests.conftest import Clock
 
 
 def pair(ledger: Ledger, funds: int, overdraft_limit: int = 0) -> tuple[UUID, UUID]:

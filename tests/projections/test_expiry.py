@@ -2,35 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
-
-import pytest
+from datetime import timedelta
 
 from domain.ledger import Ledger
-from infrastructure.persistence import build_ledger
-from infrastructure.settings import Settings
 from projections.expiry import PendingExpirySweeper
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = datetime(2030, 1, 1, tzinfo=UTC)
-
-    def __call__(self) -> datetime:
-        return self.now
-
-
-@pytest.fixture
-def clock() -> Clock:
-    return Clock()
-
-
-@pytest.fixture
-def timed_ledger(settings: Settings, clock: Clock) -> Iterator[Ledger]:
-    ledger = build_ledger(settings, clock=clock)
-    yield ledger
-    ledger.close()
+from tests.conftest import Clock
 
 
 def test_sweep_voids_due_transfers_and_returns_the_funds(
