@@ -23,7 +23,9 @@ from api.errors import install_error_handlers, move_problems_to_problem_json
 from api.keystore import build_keystore
 from api.metrics import Metrics
 from api.middleware import BodySizeLimit, RequestMetrics
+from api.ratelimit import build_rate_limiter
 from api.routers import accounts, audit, operations, read_models, transfers
+from api.strict_json import DuplicateKeysRefused
 from infrastructure.persistence import build_ledger
 from infrastructure.settings import Settings
 
@@ -53,10 +55,13 @@ def create_app(settings: Settings) -> FastAPI:
     )
     app.state.settings = settings
     app.state.metrics = metrics = Metrics()
+    app.state.rate_limiter = build_rate_limiter(settings)
     metrics.follow_conflict_retries(lambda: _conflict_retries(app))
     install_error_handlers(app)
     for router_module in ROUTERS:
         app.include_router(router_module.router)
+    # Inside the body limit, so the body it reads whole is bounded.
+    app.add_middleware(DuplicateKeysRefused)
     # Added last = outermost: the limit answers before routing, metrics see it all.
     app.add_middleware(
         BodySizeLimit,

@@ -17,6 +17,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from api.errors import Problem
 from api.keystore import SCOPES, KeyRecord, KeyStore, authenticate
+from api.ratelimit import enforce_rate_limit
 from infrastructure.settings import Settings
 
 _bearer = HTTPBearer(auto_error=False, description="An API key: `Authorization: Bearer elk_...`")
@@ -53,6 +54,7 @@ def require_scope(scope: str) -> Callable[..., KeyRecord | None]:
     def check(request: Request, credentials: BearerDep, keystore: KeyStoreDep) -> KeyRecord | None:
         if credentials is None:
             if not keystore.has_active() and may_run_open(request.app.state.settings):
+                enforce_rate_limit(request, None)
                 return None
             raise Problem(
                 401,
@@ -65,6 +67,7 @@ def require_scope(scope: str) -> Callable[..., KeyRecord | None]:
             raise Problem(
                 401, "unauthorized", "the API key is not valid or was revoked", headers=CHALLENGE
             )
+        enforce_rate_limit(request, record.key_id)
         if not record.grants(scope):
             raise Problem(403, "forbidden", f"the API key lacks the {scope!r} scope")
         request.state.key_id = record.key_id

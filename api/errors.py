@@ -76,6 +76,7 @@ HTTP_STATUS_CODES: dict[int, str] = {
     413: "payload_too_large",
     415: "unsupported_media_type",
     422: "validation_error",
+    429: "rate_limited",
     500: "internal_error",
     503: "service_unavailable",
 }
@@ -100,6 +101,7 @@ TITLES: dict[str, str] = {
     "unauthorized": "Unauthorized",
     "forbidden": "Forbidden",
     "payload_too_large": "Payload too large",
+    "rate_limited": "Too many requests",
     "method_not_allowed": "Method not allowed",
     "service_unavailable": "Service unavailable",
     "internal_error": "Internal error",
@@ -177,8 +179,8 @@ def status_for(error: LedgerError) -> int:
 
 
 # What routes can answer besides their own errors: auth, input, the store's health.
-READ_PROBLEMS = (401, 403, 404, 422, 503)
-WRITE_PROBLEMS = (401, 403, 404, 409, 413, 422, 503)
+READ_PROBLEMS = (401, 403, 404, 422, 429, 503)
+WRITE_PROBLEMS = (401, 403, 404, 409, 413, 422, 429, 503)
 
 
 def problem_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:

@@ -63,6 +63,12 @@ class Settings(BaseSettings):
     insecure_no_auth: bool = Field(False, description="serve without API keys off loopback")
     request_body_size_max_bytes: int = Field(65536, ge=1024, le=16 * 1024 * 1024)
     store_busy_retry_after_seconds: int = Field(1, ge=1, le=60, description="503 Retry-After")
+    # Off by default: a default rate would throttle `make bench` and the test suite,
+    # and on loopback in open mode every local client shares one address (one bucket).
+    rate_limit_per_second: float = Field(
+        0, ge=0, le=1_000_000, description="per API key (per address in open mode); 0: off"
+    )
+    rate_limit_burst: int = Field(100, ge=1, le=1_000_000, description="bucket size")
 
     @field_validator("database_url")
     @classmethod
