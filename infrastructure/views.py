@@ -153,6 +153,16 @@ class ViewTransaction:
     def forget(self, name: str) -> None:
         self.execute(f"DELETE FROM {TRACKING_TABLE} WHERE name = ?", (name,))
 
+    def index_names(self, table: str) -> set[str]:
+        if self.dialect.is_sqlite:
+            query = "SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = ?"
+        else:
+            query = (
+                "SELECT indexname FROM pg_indexes "
+                "WHERE schemaname = current_schema() AND tablename = ?"
+            )
+        return {row[0] for row in self.fetchall(query, (table,))}
+
     def table_exists(self, table: str) -> bool:
         if self.dialect.is_sqlite:
             query = "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?"

@@ -83,20 +83,38 @@ def create_tables(
 ) -> None:
     """Creates the projection's tables (if missing) and its tracking row at 0.
 
+    Live tables get their indexes at once. Fresh tables of a rebuild get them just
+    before the swap (``create_indexes``): one sort of the loaded rows costs a fraction
+    of keeping an index up to date row by row.
+    """
+    tables = physical_tables(projection, rebuilding)
+    for logical, template in projection.tables.items():
+        if not tx.table_exists(tables[logical]):
+            tx.execute(template.replace("{table}", tables[logical]))
+    if not rebuilding:
+        create_indexes(tx, projection, rebuilding, generation)
+    name = tracking_name(projection, rebuilding)
+    if name not in tx.positions():
+        tx.set_position(name, 0)
+
+
+def create_indexes(
+    tx: ViewTransaction, projection: Projection, rebuilding: bool, generation: str
+) -> None:
+    """Creates the indexes a projection's tables lack.
+
     Index names carry ``generation`` because an index keeps its name when its table is
     renamed by a swap; a fresh name per rebuild never collides with the live ones.
     """
     tables = physical_tables(projection, rebuilding)
-    for logical, template in projection.tables.items():
-        if tx.table_exists(tables[logical]):
-            continue
-        tx.execute(template.replace("{table}", tables[logical]))
-        for number, index in enumerate(projection.indexes.get(logical, ())):
-            name = f"{logical}_{number}_{generation}"
-            tx.execute(index.replace("{index}", name).replace("{table}", tables[logical]))
-    name = tracking_name(projection, rebuilding)
-    if name not in tx.positions():
-        tx.set_position(name, 0)
+    for logical, templates in projection.indexes.items():
+        existing = tx.index_names(tables[logical])
+        for number, template in enumerate(templates):
+            prefix = f"{logical}_{number}_"
+            if any(name.startswith(prefix) for name in existing):
+                continue
+            index = prefix + generation
+            tx.execute(template.replace("{index}", index).replace("{table}", tables[logical]))
 
 
 def drop_tables(tx: ViewTransaction, projection: Projection, rebuilding: bool) -> None:

@@ -20,7 +20,14 @@ from dataclasses import dataclass
 
 from domain.ledger import Ledger
 from infrastructure.views import ViewStore
-from projections.base import Projection, create_tables, drop_tables, swap_in, tracking_name
+from projections.base import (
+    Projection,
+    create_indexes,
+    create_tables,
+    drop_tables,
+    swap_in,
+    tracking_name,
+)
 from projections.follower import Follower
 
 SWAP_ATTEMPTS_MAX = 100
@@ -71,10 +78,14 @@ def rebuild(
             head = max(ledger.head_position(), follower.position)
             progress(follower.position - resumed_from, head - resumed_from)
 
+    generation = secrets.token_hex(4)
     for _ in range(SWAP_ATTEMPTS_MAX):
         follower.catch_up(stop, on_batch)
         if stop is not None and stop.is_set():
             break
+        with store.transaction() as tx:
+            for projection in projections:
+                create_indexes(tx, projection, rebuilding=True, generation=generation)
         if _swap_if_caught_up(store, projections):
             return RebuildReport(
                 names=[p.name for p in projections],

@@ -52,6 +52,12 @@ class TestRebuild:
         assert second.position == ledger.head_position()
         assert dump(views) == live
         assert all(done <= total for done, total in calls)
+        rebuild(ledger, views, select_projections())
+        with views.read() as tx:  # one index each, built before the swap, kept after it
+            for table in ("statements", "balances"):
+                ours = [n for n in tx.index_names(table) if n.startswith(f"{table}_0_")]
+                assert len(ours) == 1, tx.index_names(table)
+            assert not tx.table_exists("statements__rebuild")
 
     def test_rebuilding_one_projection_leaves_the_others(
         self, ledger: Ledger, views: ViewStore, workload: Callable[..., Workload]
