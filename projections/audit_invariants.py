@@ -16,7 +16,8 @@ Checks, each reported with the position and account where it first fails:
 - every posted transfer (``Posted``, ``PendingPosted``; reversals are ``Posted``
   with ``reverses``) has exactly one ``Debited`` on its debit account and one
   ``Credited`` on its credit account, with its amount, and no posting exists
-  without its transfer; a reversal has exactly one ``Reversed`` on its original;
+  without its transfer; a reversal has exactly one ``Reversed`` on its original
+  (the matching itself: ``projections.audit_postings``);
 - per currency, the sum of all balances is 0 whenever no transfer is half-seen,
   and at the end.
 """
@@ -24,66 +25,20 @@ Checks, each reported with the position and account where it first fails:
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 from uuid import UUID
 
-ACCOUNT = "domain.account:Account."
-TRANSFER = "domain.transfer:Transfer."
-PROBLEMS_MAX = 1000
+from projections.audit_postings import PostingMatcher
+from projections.audit_problems import (
+    ACCOUNT,
+    PROBLEMS_MAX,
+    TRANSFER,
+    Problem,
+    ReplayedAccount,
+)
 
-
-@dataclass(frozen=True)
-class Problem:
-    """One thing that does not hold; ``position`` is where it first shows."""
-
-    check: str
-    detail: str
-    position: int | None = None
-    account_id: UUID | None = None
-
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "check": self.check,
-            "position": self.position,
-            "account_id": None if self.account_id is None else str(self.account_id),
-            "detail": self.detail,
-        }
-
-
-@dataclass(slots=True)
-class ReplayedAccount:
-    """An account as its events say it is."""
-
-    id: UUID
-    currency: str
-    overdraft_limit: int
-    is_world: bool
-    name: str
-    metadata: dict[str, str]
-    status: str = "open"
-    balance: int = 0
-    pending_debits: int = 0
-    pending_credits: int = 0
-    version: int = 1
-
-    @property
-    def available_balance(self) -> int:
-        return self.balance - self.pending_debits
-
-
-@dataclass(slots=True)
-class _OpenTransfer:
-    """A transfer whose postings are being matched."""
-
-    first_position: int
-    debit_account_id: UUID | None = None
-    credit_account_id: UUID | None = None
-    amount: int | None = None
-    reverses: UUID | None = None
-    debits: list[tuple[UUID, int, int]] = field(default_factory=list)
-    credits: list[tuple[UUID, int, int]] = field(default_factory=list)
-    reversal_records: list[tuple[UUID, int, int]] = field(default_factory=list)
+__all__ = ["ACCOUNT", "TRANSFER", "LedgerInvariants", "Problem", "ReplayedAccount"]
 
 
 @dataclass(slots=True)
@@ -108,7 +63,7 @@ class LedgerInvariants:
         # signed amount, balance_after), for checks that stream a statements view.
         self.postings: list[tuple[int, UUID, UUID, int, int]] | None = None
         self.problems_dropped = 0
-        self._open: dict[UUID, _OpenTransfer] = {}
+        self.matcher = PostingMatcher(self.accounts)
         self._pending: dict[UUID, _Pending] = {}
         self._unbalanced_reported: set[str] = set()
         self._handlers: dict[str, Callable[[int, UUID, int, dict[str, Any]], None]] = {
@@ -147,7 +102,7 @@ class LedgerInvariants:
         if not self._version_follows(position, originator_id, version, topic):
             return
         handler(position, originator_id, version, data)
-        if not self._open:
+        if not self.matcher.open:
             self._check_sums(position)
 
     def _version_follows(
@@ -188,16 +143,8 @@ class LedgerInvariants:
 
     def finish(self, position: int) -> None:
         """End-of-log checks: nothing left unmatched, every currency sums to 0."""
-        for transfer_id, open_transfer in self._open.items():
-            self.report(
-                Problem(
-                    "posting",
-                    f"transfer {transfer_id} is not matched by exactly one debit and one "
-                    f"credit: {self._describe(open_transfer)}",
-                    open_transfer.first_position,
-                    _first_account(open_transfer),
-                )
-            )
+        for problem in self.matcher.unmatched():
+            self.report(problem)
         self._check_pending_sums(position)
         for currency, total in sorted(self.sums.items()):
             if total != 0:
@@ -260,7 +207,7 @@ class LedgerInvariants:
                     account_id,
                 )
             )
-        self._open_transfer(position, transfer_id).debits.append((account_id, amount, position))
+        self.matcher.transfer(position, transfer_id).debits.append((account_id, amount, position))
         if self.postings is not None:
             self.postings.append(
                 (position, account_id, transfer_id, -amount, data["balance_after"])
@@ -275,7 +222,7 @@ class LedgerInvariants:
             return
         transfer_id, amount = data["transfer_id"], data["amount"]
         self._post(position, account, amount, amount, data["balance_after"])
-        self._open_transfer(position, transfer_id).credits.append((account_id, amount, position))
+        self.matcher.transfer(position, transfer_id).credits.append((account_id, amount, position))
         if self.postings is not None:
             self.postings.append((position, account_id, transfer_id, amount, data["balance_after"]))
         self._settle(transfer_id)
@@ -356,12 +303,6 @@ class LedgerInvariants:
 
     # Transfers.
 
-    def _open_transfer(self, position: int, transfer_id: UUID) -> _OpenTransfer:
-        found = self._open.get(transfer_id)
-        if found is None:
-            found = self._open[transfer_id] = _OpenTransfer(first_position=position)
-        return found
-
     def _rejected(
         self, position: int, transfer_id: UUID, version: int, data: dict[str, Any]
     ) -> None:
@@ -369,7 +310,7 @@ class LedgerInvariants:
 
     def _posted(self, position: int, transfer_id: UUID, version: int, data: dict[str, Any]) -> None:
         self.transfers[data["currency"]] = self.transfers.get(data["currency"], 0) + 1
-        expected = self._open_transfer(position, transfer_id)
+        expected = self.matcher.transfer(position, transfer_id)
         expected.debit_account_id = data["debit_account_id"]
         expected.credit_account_id = data["credit_account_id"]
         expected.amount = data["amount"]
@@ -395,7 +336,7 @@ class LedgerInvariants:
                 Problem("posting", f"transfer {transfer_id} posted but never pending", position)
             )
             return
-        expected = self._open_transfer(position, transfer_id)
+        expected = self.matcher.transfer(position, transfer_id)
         expected.debit_account_id = pending.debit_account_id
         expected.credit_account_id = pending.credit_account_id
         expected.amount = data["amount"]
@@ -409,84 +350,9 @@ class LedgerInvariants:
     def _reversed(
         self, position: int, transfer_id: UUID, version: int, data: dict[str, Any]
     ) -> None:
-        reversal = self._open_transfer(position, data["reversal_id"])
+        reversal = self.matcher.transfer(position, data["reversal_id"])
         reversal.reversal_records.append((transfer_id, data["amount"], position))
         self._settle(data["reversal_id"])
-
-    def _settle(self, transfer_id: UUID) -> None:
-        """Closes a transfer once its postings are all there, reporting any mismatch."""
-        found = self._open[transfer_id]
-        if found.amount is None or not found.debits or not found.credits:
-            return
-        if found.reverses is not None and not found.reversal_records:
-            return
-        del self._open[transfer_id]
-        problem = self._mismatch(transfer_id, found)
-        if problem is not None:
-            self.report(problem)
-
-    def _mismatch(self, transfer_id: UUID, found: _OpenTransfer) -> Problem | None:
-        expected_records = 1 if found.reverses is not None else 0
-        if (
-            len(found.debits) != 1
-            or len(found.credits) != 1
-            or len(found.reversal_records) != expected_records
-        ):
-            return Problem(
-                "posting",
-                f"transfer {transfer_id}: {self._describe(found)}",
-                found.first_position,
-                _first_account(found),
-            )
-        (debit_account, debit_amount, debit_position) = found.debits[0]
-        (credit_account, credit_amount, credit_position) = found.credits[0]
-        if debit_account != found.debit_account_id or debit_amount != found.amount:
-            return Problem(
-                "posting",
-                f"transfer {transfer_id} debits {debit_amount} from {debit_account}, "
-                f"expected {found.amount} from {found.debit_account_id}",
-                debit_position,
-                debit_account,
-            )
-        if credit_account != found.credit_account_id or credit_amount != found.amount:
-            return Problem(
-                "posting",
-                f"transfer {transfer_id} credits {credit_amount} to {credit_account}, "
-                f"expected {found.amount} to {found.credit_account_id}",
-                credit_position,
-                credit_account,
-            )
-        return self._currency_mismatch(transfer_id, found)
-
-    def _currency_mismatch(self, transfer_id: UUID, found: _OpenTransfer) -> Problem | None:
-        debit = self.accounts.get(found.debits[0][0])
-        credit = self.accounts.get(found.credits[0][0])
-        if debit is not None and credit is not None and debit.currency != credit.currency:
-            return Problem(
-                "currency",
-                f"transfer {transfer_id} moves {debit.currency} into a {credit.currency} account",
-                found.credits[0][2],
-                credit.id,
-            )
-        if found.reversal_records and found.reversal_records[0][:2] != (
-            found.reverses,
-            found.amount,
-        ):
-            original, amount, position = found.reversal_records[0]
-            return Problem(
-                "reversal",
-                f"reversal {transfer_id} of {found.reverses} for {found.amount} is recorded "
-                f"on {original} as {amount}",
-                position,
-            )
-        return None
-
-    @staticmethod
-    def _describe(found: _OpenTransfer) -> str:
-        transfer = "no transfer event" if found.amount is None else f"amount {found.amount}"
-        return f"{transfer}, {len(found.debits)} debit(s), {len(found.credits)} credit(s)" + (
-            f", {len(found.reversal_records)} reversal record(s)" if found.reversal_records else ""
-        )
 
     def _check_sums(self, position: int) -> None:
         for currency, total in self.sums.items():
@@ -496,9 +362,7 @@ class LedgerInvariants:
             elif total == 0:
                 self._unbalanced_reported.discard(currency)
 
-
-def _first_account(found: _OpenTransfer) -> UUID | None:
-    postings = found.debits + found.credits
-    if not postings:
-        return None
-    return min(postings, key=lambda posting: posting[2])[0]
+    def _settle(self, transfer_id: UUID) -> None:
+        problem = self.matcher.settle(transfer_id)
+        if problem is not None:
+            self.report(problem)

@@ -19,9 +19,8 @@ with the chain or the digest, else the first place where an invariant fails.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
-from typing import Any, Protocol, runtime_checkable
+from collections.abc import Callable, Sequence
+from typing import Any
 from uuid import UUID
 
 from eventsourcing.application import Application
@@ -31,57 +30,13 @@ from infrastructure.audit_store import START, ChainPoint, ChainStore
 from infrastructure.hashing import ALGORITHM, GENESIS, Digest, Row, chain_hashes
 from projections.audit_chain import AuditChain
 from projections.audit_invariants import ACCOUNT, LedgerInvariants, Problem
+from projections.audit_problems import PostingsCheck, ReadModelCheck, VerifyResult
 
 BATCH_SIZE_DEFAULT = 5000
 GAP_RUN_LISTED_MAX = 10_000
 # A broken log explains every invariant that fails after it, so its problems come
 # first: the first problem is the root cause, not a consequence.
 INTEGRITY_CHECKS = frozenset({"chain", "checkpoint", "gap", "inserted", "digest"})
-
-
-class ReadModelCheck(Protocol):
-    """Compares a read model with the accounts replayed from the events.
-
-    ``load`` snapshots the view and returns its position (None: not built); ``check``
-    is called once the replay has applied every event up to that position.
-    """
-
-    name: str
-
-    def load(self) -> int | None: ...
-
-    def check(self, replay: LedgerInvariants, position: int) -> Iterable[Problem]: ...
-
-
-@runtime_checkable
-class PostingsCheck(ReadModelCheck, Protocol):
-    """A read-model check that also compares, batch by batch, the postings
-    (position, account id, transfer id, signed amount, balance_after) the replay
-    found in positions ``after < p <= last``: memory stays flat."""
-
-    def check_postings(
-        self, after: int, last: int, postings: Sequence[tuple[int, UUID, UUID, int, int]]
-    ) -> Iterable[Problem]: ...
-
-
-@dataclass
-class VerifyResult:
-    ok: bool
-    events_checked: int
-    head: dict[str, Any]
-    problems: list[Problem] = field(default_factory=list)
-    problems_dropped: int = 0
-    checks: list[str] = field(default_factory=list)
-
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "ok": self.ok,
-            "events_checked": self.events_checked,
-            "head": self.head,
-            "problems": [problem.as_dict() for problem in self.problems],
-            "problems_dropped": self.problems_dropped,
-            "checks": self.checks,
-        }
 
 
 def state_decoder(application: Application[Any]) -> Callable[[bytes], Any]:
