@@ -20,12 +20,13 @@ from fastapi import FastAPI
 
 from api.auth import may_run_open
 from api.errors import install_error_handlers, move_problems_to_problem_json
+from api.header_limit import HeaderSizeLimit
 from api.keystore import build_keystore
 from api.metrics import Metrics
 from api.middleware import BodySizeLimit, RequestMetrics
 from api.ratelimit import build_rate_limiter
 from api.routers import accounts, audit, operations, read_models, transfers
-from api.strict_json import DuplicateKeysRefused
+from api.strict_json import StrictJsonBodies
 from infrastructure.persistence import build_ledger
 from infrastructure.settings import Settings
 
@@ -61,13 +62,14 @@ def create_app(settings: Settings) -> FastAPI:
     for router_module in ROUTERS:
         app.include_router(router_module.router)
     # Inside the body limit, so the body it reads whole is bounded.
-    app.add_middleware(DuplicateKeysRefused)
+    app.add_middleware(StrictJsonBodies)
     # Added last = outermost: the limit answers before routing, metrics see it all.
     app.add_middleware(
         BodySizeLimit,
         size_max_bytes=settings.request_body_size_max_bytes,
         size_max_bytes_by_path={"/v1/transfers/batch": BATCH_BODY_SIZE_MAX_BYTES},
     )
+    app.add_middleware(HeaderSizeLimit)
     app.add_middleware(RequestMetrics, metrics=metrics)
     original_openapi = app.openapi
 

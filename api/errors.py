@@ -77,6 +77,7 @@ HTTP_STATUS_CODES: dict[int, str] = {
     415: "unsupported_media_type",
     422: "validation_error",
     429: "rate_limited",
+    431: "headers_too_large",
     500: "internal_error",
     503: "service_unavailable",
 }
@@ -102,6 +103,7 @@ TITLES: dict[str, str] = {
     "forbidden": "Forbidden",
     "payload_too_large": "Payload too large",
     "rate_limited": "Too many requests",
+    "headers_too_large": "Request headers too large",
     "method_not_allowed": "Method not allowed",
     "service_unavailable": "Service unavailable",
     "internal_error": "Internal error",

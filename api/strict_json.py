@@ -1,8 +1,14 @@
-"""Refuses JSON bodies that repeat a key in one object: 422 ``validation_error``.
+"""Refuses JSON bodies that repeat a key in one object, or hold a NUL character in a
+key or string value of an object: 422 ``validation_error``.
 
 ``json.loads`` (and so FastAPI) silently keeps the last of ``{"amount": 1, "amount":
 1000}``. A proxy, a log or an auditor reading the same bytes may keep the first, so the
 request would mean two different amounts to two readers: for money we refuse it.
+
+A NUL character (U+0000, escaped in JSON) is valid JSON and the event store keeps it,
+but PostgreSQL ``text`` cannot: an account named so stalled the read models for good
+(the follower failed on that event on every retry). Every other character, control
+characters included, is stored as sent.
 
 A pure ASGI middleware, inside the body-size limit (so the body it reads whole is
 bounded): a JSON body of a request with a body is parsed once more with a hook that
@@ -23,27 +29,30 @@ from api.errors import problem_response
 BODY_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 
 
-class DuplicateKey(ValueError):
-    pass
+class Refused(ValueError):
+    """The body is valid JSON, but not for us; the message says why."""
 
 
-def _refuse_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+def _check_object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     result = dict(pairs)
     if len(result) != len(pairs):
-        raise DuplicateKey
+        raise Refused("a JSON object in the body repeats a key; send each key once")
+    for key, value in pairs:
+        if "\x00" in key or (isinstance(value, str) and "\x00" in value):
+            raise Refused("a string in the body holds a NUL character (\\u0000)")
     return result
 
 
-def has_duplicate_keys(body: bytes) -> bool:
-    """True if some object in the JSON ``body`` repeats a key; False for any other
-    body, valid or not (invalid JSON is the route's to refuse)."""
+def refusal_of(body: bytes) -> str | None:
+    """Why the JSON ``body`` is refused, else None: for any body that is valid, and
+    for any that is not (invalid JSON is the route's to refuse)."""
     try:
-        json.loads(body, object_pairs_hook=_refuse_duplicates)
-    except DuplicateKey:
-        return True
+        json.loads(body, object_pairs_hook=_check_object)
+    except Refused as refused:
+        return str(refused)
     except (ValueError, RecursionError):
-        return False
-    return False
+        return None
+    return None
 
 
 def _is_json(scope: Scope) -> bool:
@@ -56,7 +65,7 @@ def _is_json(scope: Scope) -> bool:
     return True  # FastAPI parses a body without a content type as JSON too
 
 
-class DuplicateKeysRefused:
+class StrictJsonBodies:
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
 
@@ -71,13 +80,9 @@ class DuplicateKeysRefused:
             if message["type"] != "http.request" or not message.get("more_body", False):
                 break
         body = b"".join(m.get("body", b"") for m in messages if m["type"] == "http.request")
-        if b'"' in body and has_duplicate_keys(body):
-            response = problem_response(
-                Request(scope),
-                422,
-                "validation_error",
-                "a JSON object in the body repeats a key; send each key once",
-            )
+        refusal = refusal_of(body) if b'"' in body else None
+        if refusal is not None:
+            response = problem_response(Request(scope), 422, "validation_error", refusal)
             await response(scope, receive, send)
             return
         replay = iter(messages)
