@@ -33,6 +33,7 @@ TRACKING_TABLE = "projection_tracking"
 SQLITE_BUSY_TIMEOUT_SECONDS = 30
 POSTGRES_READ_POOL_SIZE_MAX = 8
 POSTGRES_STATEMENT_TIMEOUT_MILLISECONDS = 30_000
+SCHEMA_LOCK_KEY = 0x6576_6C65_6467  # "evledg": any constant unique to this program
 
 
 class StalePosition(Exception):
@@ -153,6 +154,13 @@ class ViewTransaction:
     def forget(self, name: str) -> None:
         self.execute(f"DELETE FROM {TRACKING_TABLE} WHERE name = ?", (name,))
 
+    def lock_schema(self) -> None:
+        """Serialises table creation: two PostgreSQL sessions creating the same table
+        at once fail on the catalog's unique keys, even with IF NOT EXISTS. (SQLite's
+        write transaction is exclusive already.)"""
+        if not self.dialect.is_sqlite:
+            self.execute("SELECT pg_advisory_xact_lock(?)", (SCHEMA_LOCK_KEY,))
+
     def index_names(self, table: str) -> set[str]:
         if self.dialect.is_sqlite:
             query = "SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = ?"
@@ -192,13 +200,15 @@ class ViewStore:
         if self.dialect.is_sqlite:
             Path(database.path).parent.mkdir(parents=True, exist_ok=True)
         elif database.schema:
-            with self._connect_postgres(schema=False) as connection:
+            with self._connect_postgres(schema=False) as connection, connection.transaction():
+                connection.execute("SELECT pg_advisory_xact_lock(%s)", (SCHEMA_LOCK_KEY,))
                 connection.execute(
                     sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(
                         sql.Identifier(database.schema)
                     )
                 )
         with self.transaction() as tx:
+            tx.lock_schema()
             tx.execute(
                 f"CREATE TABLE IF NOT EXISTS {TRACKING_TABLE} "
                 "(name TEXT PRIMARY KEY, position {int} NOT NULL)"

@@ -87,6 +87,7 @@ def create_tables(
     before the swap (``create_indexes``): one sort of the loaded rows costs a fraction
     of keeping an index up to date row by row.
     """
+    tx.lock_schema()
     tables = physical_tables(projection, rebuilding)
     for logical, template in projection.tables.items():
         if not tx.table_exists(tables[logical]):

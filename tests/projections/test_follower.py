@@ -16,6 +16,7 @@ import pytest
 
 from domain.ledger import Ledger
 from domain.money import world_account_id
+from infrastructure.settings import Settings
 from infrastructure.views import ViewStore, ViewTransaction
 from projections.base import Positioned, whole_saves
 from projections.catalog import select_projections
@@ -192,3 +193,27 @@ class TestPositions:
         assert first.catch_up() > 0  # its cached positions were stale: it reloaded
         assert ReadModels(views, ledger.head_position).list_accounts().accounts
         assert_rows_match_aggregates(ledger, views)
+
+
+class TestTables:
+    def test_processes_starting_together_create_the_views_once(
+        self, store: str, settings: Settings
+    ) -> None:
+        if store == "memory":
+            pytest.skip("a memory store's views belong to one process")
+        errors: list[BaseException] = []
+
+        def start() -> None:
+            try:
+                views = ViewStore.from_settings(settings)
+                ReadModels(views, lambda: 0)
+                views.close()
+            except BaseException as error:  # noqa: BLE001 - reported below
+                errors.append(error)
+
+        threads = [threading.Thread(target=start) for _ in range(5)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(30)
+        assert not errors
