@@ -49,16 +49,17 @@ class SQLiteEventLog:
             raw.execute(self.select, (after, stop, limit))
             rows = raw.fetchall()
         # SQLite keeps a UUID originator id as 32 hex digits.
+        fromhex = bytes.fromhex
         return [
-            (position, _hex_or_uuid(originator), version, topic, state)
+            (
+                position,
+                fromhex(originator) if len(originator) == 32 else originator_bytes(originator),
+                version,
+                topic,
+                state,
+            )
             for position, originator, version, topic, state in rows
         ]
-
-
-def _hex_or_uuid(originator: str) -> bytes:
-    if len(originator) == 32:
-        return bytes.fromhex(originator)
-    return originator_bytes(originator)
 
 
 class PostgresEventLog:

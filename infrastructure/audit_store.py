@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 from infrastructure.hashing import GENESIS
 from infrastructure.views import StalePosition, ViewStore
@@ -26,9 +26,11 @@ from infrastructure.views import StalePosition, ViewStore
 TRACKING_NAME = "audit_chain"
 
 
-@dataclass(frozen=True)
-class ChainPoint:
-    """The chain hash after the event at ``position``, covering ``events`` events."""
+class ChainPoint(NamedTuple):
+    """The chain hash after the event at ``position``, covering ``events`` events.
+
+    A named tuple, so it compares equal to the plain (position, hash, events) tuples
+    ``ChainStore.checkpoints`` returns."""
 
     position: int
     hash: bytes
@@ -55,7 +57,10 @@ class ChainStore(Protocol):
         """Writes the batch unless the head moved on; returns whether it wrote."""
         ...
 
-    def checkpoints(self, after: int, stop: int) -> list[ChainPoint]: ...
+    def checkpoints(self, after: int, stop: int) -> list[tuple[int, bytes, int]]:
+        """(position, hash, events) of each checkpoint in ``after < position <= stop``,
+        in order: plain tuples, because the verifier reads one per event."""
+        ...
 
     def gaps(self, after: int, stop: int) -> list[int]: ...
 
@@ -79,8 +84,8 @@ class MemoryChainStore:
         self._head = batch.head
         return True
 
-    def checkpoints(self, after: int, stop: int) -> list[ChainPoint]:
-        return [c for c in self._checkpoints if after < c.position <= stop]
+    def checkpoints(self, after: int, stop: int) -> list[tuple[int, bytes, int]]:
+        return [tuple(c) for c in self._checkpoints if after < c.position <= stop]
 
     def gaps(self, after: int, stop: int) -> list[int]:
         return [g for g in self._gaps if after < g <= stop]
@@ -146,14 +151,15 @@ class ViewChainStore:
             return False
         return True
 
-    def checkpoints(self, after: int, stop: int) -> list[ChainPoint]:
+    def checkpoints(self, after: int, stop: int) -> list[tuple[int, bytes, int]]:
         with self.views.read() as tx:
             rows = tx.fetchall(
                 "SELECT position, hash, events FROM audit_chain_checkpoints "
                 "WHERE position > ? AND position <= ? ORDER BY position",
                 (after, stop),
             )
-        return [ChainPoint(int(r[0]), bytes(r[1]), int(r[2])) for r in rows]
+        # SQLite and psycopg already give int, bytes, int.
+        return [tuple(row) for row in rows]
 
     def gaps(self, after: int, stop: int) -> list[int]:
         with self.views.read() as tx:

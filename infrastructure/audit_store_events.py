@@ -84,14 +84,14 @@ class SQLiteChainStore:
                 "INSERT INTO audit_chain_gaps VALUES (?)", [(g,) for g in batch.gaps]
             )
 
-    def checkpoints(self, after: int, stop: int) -> list[ChainPoint]:
+    def checkpoints(self, after: int, stop: int) -> list[tuple[int, bytes, int]]:
         with self.datastore.transaction(commit=False) as cursor:
             cursor.execute(
                 "SELECT position, hash, events FROM audit_chain_checkpoints "
                 "WHERE position > ? AND position <= ? ORDER BY position",
                 (after, stop),
             )
-            return [ChainPoint(r[0], bytes(r[1]), r[2]) for r in cursor.fetchall()]
+            return [(r[0], bytes(r[1]), r[2]) for r in cursor.fetchall()]
 
     def gaps(self, after: int, stop: int) -> list[int]:
         with self.datastore.transaction(commit=False) as cursor:
@@ -185,7 +185,7 @@ class PostgresChainStore:
                     [(g,) for g in batch.gaps],
                 )
 
-    def checkpoints(self, after: int, stop: int) -> list[ChainPoint]:
+    def checkpoints(self, after: int, stop: int) -> list[tuple[int, bytes, int]]:
         with self.datastore.transaction(commit=False) as cursor:
             cursor.execute(
                 self._sql(
@@ -194,9 +194,7 @@ class PostgresChainStore:
                 ),
                 (after, stop),
             )
-            return [
-                ChainPoint(r["position"], bytes(r["hash"]), r["events"]) for r in cursor.fetchall()
-            ]
+            return [(r["position"], bytes(r["hash"]), r["events"]) for r in cursor.fetchall()]
 
     def gaps(self, after: int, stop: int) -> list[int]:
         with self.datastore.transaction(commit=False) as cursor:

@@ -119,15 +119,16 @@ class Verifier:
         index = _indexer(rows)
         self._check_positions(after, rows, index)
         events_before = self.events
-        for checkpoint in self.store.checkpoints(after, last):
-            i = index(checkpoint.position)
+        for position, chain_hash, events in self.store.checkpoints(after, last):
+            i = index(position)
             if i is None:
-                self.report(
-                    "checkpoint", "a checkpoint names a position with no event",
-                    checkpoint.position,
-                )  # fmt: skip
+                self.report("checkpoint", "a checkpoint names a position with no event", position)
+            elif not self.chain_broken and (
+                chain_hash != hashes[i] or events != events_before + i + 1
+            ):
+                self._chain_differs(position, events_before + i + 1, events, rows[i])
             else:
-                self._check_point(checkpoint, hashes[i], events_before + i + 1, rows[i])
+                self.last_good_checkpoint = position
         if after < self.tracked.position <= last:
             i = index(self.tracked.position)
             if i is not None:
@@ -218,20 +219,12 @@ class Verifier:
                 missing[0],
             )
 
-    def _check_point(
-        self, checkpoint: ChainPoint, chain_hash: bytes, events: int, row: Row
-    ) -> None:
-        if self.chain_broken:
-            return
-        position = checkpoint.position
-        if checkpoint.hash == chain_hash and checkpoint.events == events:
-            self.last_good_checkpoint = position
-            return
+    def _chain_differs(self, position: int, recomputed: int, recorded: int, row: Row) -> None:
         self.chain_broken = True  # every later checkpoint differs too: report the first
         self.report(
             "chain",
             f"the recomputed chain differs from the checkpoint at position {position} "
-            f"({events} events recomputed, {checkpoint.events} recorded): an event in "
+            f"({recomputed} events recomputed, {recorded} recorded): an event in "
             f"positions {self.last_good_checkpoint + 1}..{position} was changed, moved, "
             "inserted or deleted after it was chained",
             position,

@@ -124,7 +124,7 @@ class TestAuditChainProjection:
         chain = AuditChain(audited.ledger, views=audited.views, checkpoint_interval=10)
         audited.audit.chain = chain
         chain.catch_up()
-        assert [c.events for c in chain.store.checkpoints(0, 10**9)][:2] == [10, 20]
+        assert [c[2] for c in chain.store.checkpoints(0, 10**9)][:2] == [10, 20]
         position = tamper.positions()[12]
         tamper.flip_timestamp_digit(position)
         problem = audited.audit.verify().problems[0]
