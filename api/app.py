@@ -24,6 +24,7 @@ from api.header_limit import HeaderSizeLimit
 from api.keystore import build_keystore
 from api.metrics import Metrics
 from api.middleware import BodySizeLimit, RequestMetrics
+from api.openapi_replays import document_replays
 from api.ratelimit import build_rate_limiter
 from api.routers import accounts, audit, operations, read_models, transfers
 from api.strict_json import StrictJsonBodies
@@ -74,7 +75,7 @@ def create_app(settings: Settings) -> FastAPI:
     original_openapi = app.openapi
 
     def openapi() -> dict[str, Any]:
-        return move_problems_to_problem_json(original_openapi())
+        return document_replays(move_problems_to_problem_json(original_openapi()))
 
     app.openapi = openapi  # type: ignore[method-assign]
     return app

@@ -146,6 +146,16 @@ def wait_for_views(
 ) -> None:
     if min_position is None:
         return
+    head = read_models.head_position()
+    if min_position > head:
+        # Past the log's head no view can reach it by waiting: a position the client
+        # made up, or one from another database.
+        raise Problem(
+            422,
+            "validation_error",
+            f"min_position {min_position} is past the log's head {head}; "
+            "pass the position of a command's response",
+        )
     try:
         read_models.wait_for(min_position, names, settings.read_your_writes_timeout_seconds)
     except ViewBehind as error:
