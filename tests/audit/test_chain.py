@@ -236,3 +236,17 @@ def test_an_encrypted_compressed_log_verifies_and_its_chain_needs_no_key(
     finally:
         views.close()
         ledger.close()
+
+
+def test_the_in_memory_store_is_audited_too() -> None:
+    settings = Settings(database_url="memory://")
+    ledger = build_ledger(settings)
+    views = ViewStore.from_settings(settings)
+    try:
+        populate(ledger)
+        audit = Audit(ledger, views)
+        assert audit.digest()["events"] == ledger.head_position()
+        assert audit.verify().ok
+    finally:
+        views.close()
+        ledger.close()
