@@ -32,7 +32,12 @@ RECONNECT_BACKOFF_SECONDS_MAX = 5.0
 ERROR_BACKOFF_SECONDS_MAX = 5.0
 STOP_TIMEOUT_SECONDS = 10.0
 # Errors a follower survives by waiting and trying again: the databases went away.
-RETRYABLE_ERRORS = (sqlite3.OperationalError, psycopg.OperationalError, PersistenceError)
+RETRYABLE_ERRORS = (
+    sqlite3.OperationalError,
+    psycopg.OperationalError,
+    psycopg.InterfaceError,
+    PersistenceError,
+)
 
 
 class PostgresListener:

@@ -104,3 +104,18 @@ class TestListenNotify:
             wait_until(lambda p=pid: listener.backend_pid not in (None, p), CATCH_UP_SECONDS_MAX)
         assert listener.connections == 4
         assert runner.is_alive and runner.last_error is None
+
+    def test_a_killed_views_connection_is_replaced_and_the_views_catch_up(
+        self, ledger: Ledger, views: ViewStore, make_runner: Callable[..., ProjectionRunner]
+    ) -> None:
+        runner = make_runner(poll_interval_seconds=0.2)
+        account = ledger.open_account("USD").id
+        wait_until(caught_up(ledger, views), CATCH_UP_SECONDS_MAX)
+        # Only this test's own connection: other suites may share the server.
+        pid = views._writer.info.backend_pid
+        with psycopg.connect(POSTGRES_BASE_URL, autocommit=True) as connection:
+            connection.execute("SELECT pg_terminate_backend(%s)", (pid,))
+        for amount in (1, 2, 3):
+            ledger.deposit(account, amount)
+        wait_until(caught_up(ledger, views), CATCH_UP_SECONDS_MAX)
+        assert runner.is_alive
