@@ -21,6 +21,7 @@ import psycopg
 import pytest
 from psycopg import sql
 
+from domain.errors import AccountFrozen
 from domain.ledger import Ledger
 from infrastructure.hashing import link
 from infrastructure.persistence import build_ledger
@@ -81,7 +82,7 @@ def populate(ledger: Ledger) -> dict[str, Any]:
     ledger.withdraw(carol, 200)
     ledger.update_metadata(carol, name="carol b")
     ledger.freeze(bob)
-    with pytest.raises(Exception, match="frozen"):
+    with pytest.raises(AccountFrozen):
         ledger.transfer(alice, bob, 1, "USD")
     ledger.unfreeze(bob)
     ledger.deposit(bob, 10_000)
