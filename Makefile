@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: serve test bench lint typecheck clean
+.PHONY: serve test soak bench lint typecheck clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -17,6 +17,11 @@ serve: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q
+
+# The HTTP bank workloads with faults for minutes (SOAK_SECONDS each, default 300).
+SOAK_SECONDS ?= 300
+soak: $(STAMP)
+	HTTP_BANK_SECONDS=$(SOAK_SECONDS) $(BIN)/python -m pytest -q -s tests/reliability/test_http_bank.py
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/run_all.py

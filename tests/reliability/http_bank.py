@@ -22,11 +22,11 @@ SIGSTOP/SIGCONT pauses.
 Checker (reading the event store directly once every server is stopped): every read
 sums to the total and holds every account, each within its overdraft limit; every
 acknowledged transfer is in the store exactly once, posted, with exactly one debit and
-one credit of its amount; every rejected one is recorded as rejected and moved
-nothing; every failed one is absent; every unknown one is there at most once; no
-transfer among the accounts appears that nobody sent; each account's final balance is
-the fold of its postings and they sum to the total; ``eventledger audit verify --json``
-is ok.
+one credit of its amount; every rejected one is recorded as rejected, with the code
+the client was given, and moved nothing; every failed one is absent; every unknown one
+is there at most once; no transfer among the accounts appears that nobody sent; each
+account's final balance is the fold of its postings and they sum to the total;
+``eventledger audit verify --json`` is ok.
 """
 
 from __future__ import annotations
@@ -113,6 +113,7 @@ class History:
             "kills": self.kills,
             "pauses": self.pauses,
             "restarts": self.restarts,
+            "codes": dict(Counter(f"{op.outcome}:{op.code}" for op in self.transfers())),
         }
 
 
@@ -467,6 +468,11 @@ def check(bank: Bank, history: History, database_url: str) -> Report:
     try:
         stored = read_history(ledger)
         loaded = {account: ledger.get_account(account).balance for account in bank.accounts}
+        recorded_codes = {
+            op.transfer_id: ledger.get_transfer(op.transfer_id).error_code
+            for op in history.transfers("rejected")
+            if op.transfer_id in stored.kind
+        }
     finally:
         ledger.close()
     ours = set(bank.accounts) | {world_account_id(CURRENCY)}
@@ -485,7 +491,8 @@ def check(bank: Bank, history: History, database_url: str) -> Report:
             elif postings != expected:
                 report.unbalanced.append(transfer_id)
         elif op.outcome == "rejected":
-            if stored.kind.get(transfer_id) != "Rejected" or postings:
+            recorded = stored.kind.get(transfer_id), recorded_codes.get(transfer_id)
+            if recorded != ("Rejected", op.code) or postings:
                 report.wrong_rejections.append(transfer_id)
         elif op.outcome == "failed":
             if count or postings:

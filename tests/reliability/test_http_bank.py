@@ -9,7 +9,7 @@ and the checker).
 3. A planted bug: a server that answers 201 to one transfer in seven without
    committing it (``planted_http_app``); the checker must report those as lost.
 
-Each runs ``HTTP_BANK_SECONDS`` (default 12) of workload; ``make soak`` sets it to
+Each runs ``HTTP_BANK_SECONDS`` (default 15) of workload; ``make soak`` sets it to
 minutes. The figures of each run are printed (``pytest -s`` shows them).
 """
 
@@ -36,13 +36,13 @@ from tests.reliability.http_bank import (
     servers_running,
 )
 
-SECONDS = float(os.environ.get("HTTP_BANK_SECONDS", "12"))
+SECONDS = float(os.environ.get("HTTP_BANK_SECONDS", "15"))
 SOAK = SECONDS > 60
 CLIENTS = 6
 FUNDS = [10_000] * 6 + [0, 0]
 LIMITS = [0, 0, 0, 0, 2_000, 5_000, 0, 1_000]
-# Faults: a kill (or pause) every 2-4 s, at most this many in a run.
-FAULT_EVERY_SECONDS = (2.0, 4.0)
+# Faults: a kill (or pause) every 1.5-3 s after the last restart, at most this many.
+FAULT_EVERY_SECONDS = (1.5, 3.0)
 FAULTS_MAX = 200 if SOAK else 5
 
 
