@@ -28,7 +28,7 @@ from projections.audit import Audit
 router = APIRouter(tags=["audit"])
 
 DIGEST_PATTERN = r"^[0-9a-fA-F]{64}@[0-9]{1,19}$"
-AUDIT_PROBLEMS = (401, 403, 409, 422, 503)
+AUDIT_PROBLEMS = (401, 403, 409, 422, 429, 503)
 FOLLOWER_JOIN_SECONDS = 10
 CHECK_DESCRIPTION = (
     "what failed: chain, checkpoint, digest, gap, inserted, version, balance, overdraft, "
@@ -118,7 +118,7 @@ class VerifyOut(BaseModel):
     "/v1/audit/digest",
     response_model=DigestOut,
     dependencies=[AuditAccess],
-    responses=problem_responses(401, 403, 503),
+    responses=problem_responses(401, 403, 429, 503),
     summary="The hash chain's head, to be kept outside the database",
 )
 def audit_digest(audit: AuditDep) -> DigestOut:

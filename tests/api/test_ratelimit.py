@@ -117,3 +117,13 @@ class TestThroughTheApi:
         with TestClient(app) as client:
             for _ in range(10):
                 open_account(client)
+
+
+def test_every_v1_operation_documents_the_429() -> None:
+    document = create_app(limited_settings()).openapi()
+    for path, item in document["paths"].items():
+        if path.startswith("/v1/"):
+            for method, operation in item.items():
+                response = operation["responses"].get("429")
+                assert response is not None, (method, path)
+                assert "application/problem+json" in response["content"]
