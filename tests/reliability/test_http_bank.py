@@ -6,7 +6,8 @@ and the checker).
 2. PostgreSQL: two servers on one fresh schema; one is killed at random moments and
    restarted while the other carries on, and the other is paused with SIGSTOP/SIGCONT.
    PostgreSQL itself is never stopped (other sessions use it).
-3. A planted bug: a server that answers 201 to one transfer in seven without
+3. The checker against a hand-made history with a lie of each kind.
+4. A planted bug: a server that answers 201 to one transfer in seven without
    committing it (``planted_http_app``); the checker must report those as lost.
 
 Each runs ``HTTP_BANK_SECONDS`` (default 15) of workload; ``make soak`` sets it to
@@ -19,14 +20,21 @@ import os
 import secrets
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
+from uuid import UUID, uuid4
 
 import psycopg
 import pytest
 from psycopg import sql
 
+from domain.errors import LedgerError
+from infrastructure.persistence import build_ledger
+from infrastructure.settings import Settings
 from tests.conftest import POSTGRES_BASE_URL
 from tests.reliability.http_bank import (
+    Bank,
     History,
+    Operation,
     ServerProcess,
     check,
     kill_and_restart,
@@ -115,3 +123,66 @@ def test_the_checker_catches_a_server_that_acknowledges_without_committing(
     assert "lost" in problems, problems
     # About one acknowledged transfer in seven was never committed.
     assert len(report.lost) >= report.summary["acknowledged"] // 20
+
+
+def test_the_checker_flags_each_kind_of_violation(tmp_path: Path) -> None:
+    """The checker against a hand-made history over a real SQLite store: first a
+    truthful one (no problem), then one with a lie of each kind."""
+    database_url = f"sqlite:///{tmp_path / 'checker.db'}"
+    ledger = build_ledger(Settings(database_url=database_url))
+    try:
+        alice = ledger.open_account("USD").id
+        bob = ledger.open_account("USD").id
+        setup = {ledger.deposit(alice, 1_000).id}
+
+        def transfer(payer: UUID, payee: UUID, amount: int) -> tuple[UUID, str]:
+            transfer_id = uuid4()
+            try:
+                ledger.transfer(payer, payee, amount, "USD", transfer_id=transfer_id)
+            except LedgerError as error:
+                return transfer_id, error.code
+            return transfer_id, "201"
+
+        posted, rejected, other_rejected, applied, phantom = (
+            transfer(alice, bob, 100), transfer(bob, alice, 5_000), transfer(bob, alice, 6_000),
+            transfer(alice, bob, 50), transfer(alice, bob, 10),
+        )  # fmt: skip
+    finally:
+        ledger.close()
+    bank = Bank([alice, bob], {alice: 0, bob: 0}, 1_000, setup, 0)
+
+    def op(sent: tuple[UUID, str], payer: UUID, payee: UUID, amount: int, outcome: str) -> Any:
+        return Operation(
+            "transfer", 0.0, outcome=outcome, code=sent[1], transfer_id=sent[0],
+            from_account=payer, to_account=payee, amount=amount,
+        )  # fmt: skip
+
+    truthful = History()
+    for operation in (
+        op(posted, alice, bob, 100, "ok"),
+        op(rejected, bob, alice, 5_000, "rejected"),
+        op(other_rejected, bob, alice, 6_000, "rejected"),
+        op(applied, alice, bob, 50, "unknown"),
+        op(phantom, alice, bob, 10, "ok"),
+        Operation("read", 0.0, outcome="ok", balances={alice: 840, bob: 160}),
+    ):
+        truthful.add(operation)
+    assert check(bank, truthful, database_url).problems() == {}
+
+    lies = History()
+    for operation in (
+        op(posted, alice, bob, 100, "ok"),
+        op((uuid4(), "201"), alice, bob, 7, "ok"),  # acknowledged, never stored
+        op(rejected, bob, alice, 5_000, "rejected"),
+        op((other_rejected[0], "account_frozen"), bob, alice, 6_000, "rejected"),
+        op(applied, alice, bob, 50, "failed"),  # "nothing was written", yet it was
+        Operation("read", 0.0, outcome="ok", balances={alice: 840, bob: 150}),
+        Operation("read", 0.0, outcome="ok", balances={alice: -10, bob: 1_010}),
+    ):  # and the phantom is in no history
+        lies.add(operation)
+    report = check(bank, lies, database_url)
+    assert set(report.problems()) == {
+        "lost", "wrong_rejections", "applied_failures", "phantoms", "bad_reads",
+    }  # fmt: skip
+    assert len(report.lost) == 1 and report.phantoms == [phantom[0]]
+    assert len(report.bad_reads) == 2
