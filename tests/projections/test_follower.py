@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 
+from domain.errors import InvalidRequest
 from domain.ledger import Ledger
 from domain.money import world_account_id
 from infrastructure.settings import Settings
@@ -217,3 +218,34 @@ class TestTables:
         for thread in threads:
             thread.join(30)
         assert not errors
+
+
+class TestListAccounts:
+    def test_pages_by_cursor_and_filters_by_currency_and_status(
+        self, ledger: Ledger, views: ViewStore
+    ) -> None:
+        usd = [ledger.open_account("USD").id for _ in range(5)]
+        eur = ledger.open_account("EUR").id
+        ledger.freeze(usd[0])
+        follower_for(ledger, views, select_projections()).catch_up()
+        read_models = ReadModels(views, ledger.head_position)
+        seen, cursor, pages = [], None, 0
+        while True:
+            page = read_models.list_accounts(currency="USD", cursor=cursor, limit=2)
+            seen += [account.id for account in page.accounts]
+            pages += 1
+            if page.next_cursor is None:
+                break
+            cursor = page.next_cursor
+        assert sorted(seen) == seen and pages == 3
+        assert set(seen) == {*usd, world_account_id("USD")} and eur not in seen
+        frozen = read_models.list_accounts(status="frozen").accounts
+        assert [account.id for account in frozen] == [usd[0]]
+        assert read_models.list_accounts(currency="EUR", status="open").accounts[0].id in (
+            eur,
+            world_account_id("EUR"),
+        )
+        with pytest.raises(InvalidRequest):
+            read_models.list_accounts(limit=1001)
+        with pytest.raises(InvalidRequest):
+            read_models.list_accounts(cursor="not-a-cursor")
