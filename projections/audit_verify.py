@@ -20,6 +20,7 @@ with the chain or the digest, else the first place where an invariant fails.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 from uuid import UUID
 
@@ -102,24 +103,43 @@ class Verifier:
         self._load_read_models()
         stop = self.log.head_position()
         after = 0
-        while True:
-            rows = self.log.read(after, stop, self.batch_size)
-            if not rows:
-                break
-            self._check_batch(after, rows)
-            after = rows[-1][0]
-            if progress is not None:
-                progress(len(rows))
+        # One thread reads the next batch (events, checkpoints, gaps) while this one
+        # checks the current batch: the database's time overlaps ours.
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="audit-read") as reader:
+            pending = reader.submit(self._fetch, after, stop)
+            while True:
+                batch = pending.result()
+                if batch is None:
+                    break
+                rows = batch[0]
+                pending = reader.submit(self._fetch, rows[-1][0], stop)
+                self._check_batch(after, *batch)
+                after = rows[-1][0]
+                if progress is not None:
+                    progress(len(rows))
         self._finish(after)
         return self._result(after)
 
-    def _check_batch(self, after: int, rows: list[Row]) -> None:
+    def _fetch(self, after: int, stop: int) -> Batch | None:
+        rows = self.log.read(after, stop, self.batch_size)
+        if not rows:
+            return None
+        last = rows[-1][0]
+        return rows, self.store.checkpoints(after, last), self.store.gaps(after, last)
+
+    def _check_batch(
+        self,
+        after: int,
+        rows: list[Row],
+        checkpoints: list[tuple[int, bytes, int]],
+        known_gaps: list[int],
+    ) -> None:
         last = rows[-1][0]
         hashes = chain_hashes(self.chain_hash, rows)
         index = _indexer(rows)
-        self._check_positions(after, rows, index)
+        self._check_positions(rows, index, known_gaps)
         events_before = self.events
-        for position, chain_hash, events in self.store.checkpoints(after, last):
+        for position, chain_hash, events in checkpoints:
             i = index(position)
             if i is None:
                 self.report("checkpoint", "a checkpoint names a position with no event", position)
@@ -146,9 +166,8 @@ class Verifier:
             self.batch_after = after
             self._feed_batch(rows)
 
-    def _check_positions(self, after: int, rows: list[Row], index: Indexer) -> None:
+    def _check_positions(self, rows: list[Row], index: Indexer, known_gaps: list[int]) -> None:
         """Gaps nobody recorded (deleted events) and events in recorded gaps."""
-        known_gaps = self.store.gaps(after, rows[-1][0])
         for gap in known_gaps:
             i = index(gap)
             if i is not None:
@@ -327,6 +346,8 @@ class Verifier:
 
 
 Indexer = Callable[[int], int | None]
+# A batch as read: events, the checkpoints and the recorded gaps in its range.
+Batch = tuple[list[Row], list[tuple[int, bytes, int]], list[int]]
 
 
 def _indexer(rows: list[Row]) -> Indexer:
