@@ -15,49 +15,39 @@ outcome goes into a history:
 - ``unknown``: a timeout, a connection lost mid-request, or a 5xx: it may or may not
   have been applied.
 
-Faults run in a thread of their own, bounded in count and time, and stop by
-themselves: ``kill -9`` of a server and its restart on the same database, and
-SIGSTOP/SIGCONT pauses.
+Servers (``http_bank_servers``) restart on the same port, so clients keep their URL.
+Faults run in a thread of their own, bounded in count and time, and stop by themselves:
+``kill -9`` of a server and its restart on the same database, and SIGSTOP/SIGCONT
+pauses.
 
-Checker (reading the event store directly once every server is stopped): every read
-sums to the total and holds every account, each within its overdraft limit; every
-acknowledged transfer is in the store exactly once, posted, with exactly one debit and
-one credit of its amount; every rejected one is recorded as rejected, with the code
-the client was given, and moved nothing; every failed one is absent; every unknown one
-is there at most once; no transfer among the accounts appears that nobody sent; each
-account's final balance is the fold of its postings and they sum to the total;
-``eventledger audit verify --json`` is ok.
+Checker (``http_bank_checker``, reading the event store directly once every server is
+stopped): every read sums to the total and holds every account, each within its
+overdraft limit; every acknowledged transfer is in the store exactly once, posted,
+with exactly one debit and one credit of its amount; every rejected one is recorded as
+rejected, with the code the client was given, and moved nothing; every failed one is
+absent; every unknown one is there at most once; no transfer among the accounts
+appears that nobody sent; each account's final balance is the fold of its postings and
+they sum to the total; ``eventledger audit verify --json`` is ok.
 """
 
 from __future__ import annotations
 
-import json
-import os
 import random
 import signal
-import subprocess
-import sys
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager, suppress
+from collections.abc import Callable
+from contextlib import suppress
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 from uuid import UUID, uuid4
 
 import httpx
 
-from domain.money import world_account_id
-from infrastructure.persistence import build_ledger
-from infrastructure.settings import Settings
-from tests.api.servers import EVENTLEDGER, free_port
-from tests.reliability.test_crash_loop import read_history
+from tests.reliability.http_bank_servers import START_TIMEOUT_SECONDS, ServerProcess
 
-ROOT = Path(__file__).resolve().parents[2]
 CURRENCY = "USD"
-START_TIMEOUT_SECONDS = 30
 REQUEST_TIMEOUT = httpx.Timeout(5.0, connect=1.0)
 # A definite "not applied": retries exhausted; or refused before the ledger ran.
 FAILED_STATUSES = {400, 401, 403, 404, 405, 409, 413, 415, 429, 431}
@@ -124,92 +114,6 @@ class Bank:
     total: int
     setup: set[UUID]  # the opening deposits
     position: int  # the log position after the setup
-
-
-# Servers -------------------------------------------------------------------------
-
-
-class ServerProcess:
-    """One ``eventledger serve`` (or a test-only app factory under uvicorn) on a fixed
-    port, restartable after a kill on the same port and database."""
-
-    def __init__(
-        self, workdir: Path, database_url: str, options: tuple[str, ...] = (), app: str = ""
-    ) -> None:
-        self.workdir = workdir
-        self.database_url = database_url
-        self.options = options
-        self.app = app
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.process: subprocess.Popen[bytes] | None = None
-        self.log_path = workdir / f"bank-serve-{self.port}.log"
-
-    def start(self) -> None:
-        if self.app:  # a test-only factory: settings from the environment
-            command = [
-                sys.executable, "-m", "uvicorn", self.app, "--factory",
-                "--host", "127.0.0.1", "--port", str(self.port), "--log-level", "warning",
-            ]  # fmt: skip
-        else:
-            command = [
-                EVENTLEDGER, "serve", "--port", str(self.port),
-                "--database", self.database_url, *self.options,
-            ]  # fmt: skip
-        environment = {k: v for k, v in os.environ.items() if not k.startswith("EVENTLEDGER_")}
-        environment["EVENTLEDGER_DATABASE_URL"] = self.database_url
-        with self.log_path.open("ab") as log:
-            self.process = subprocess.Popen(
-                command,
-                cwd=ROOT,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                env=environment,
-                start_new_session=True,
-            )
-        self._wait_ready()
-
-    def _wait_ready(self) -> None:
-        assert self.process is not None
-        deadline = time.monotonic() + START_TIMEOUT_SECONDS
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise AssertionError(f"server exited early:\n{self.log()}")
-            with suppress(httpx.TransportError):
-                if httpx.get(f"{self.url}/readyz", timeout=1).status_code == 200:
-                    return
-            time.sleep(0.1)
-        raise AssertionError(f"server not ready in {START_TIMEOUT_SECONDS}s:\n{self.log()}")
-
-    def signal(self, signum: int) -> None:
-        if self.process is not None and self.process.poll() is None:
-            with suppress(ProcessLookupError):
-                os.killpg(self.process.pid, signum)
-
-    def kill_hard(self) -> None:
-        if self.process is None:
-            return
-        self.signal(signal.SIGCONT)  # a stopped process must not outlive us
-        self.signal(signal.SIGKILL)
-        with suppress(subprocess.TimeoutExpired):
-            self.process.wait(timeout=10)
-
-    def stop(self) -> None:
-        self.kill_hard()
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace")[-4000:]
-
-
-@contextmanager
-def servers_running(servers: list[ServerProcess]) -> Iterator[list[ServerProcess]]:
-    try:
-        for server in servers:
-            server.start()
-        yield servers
-    finally:
-        for server in servers:
-            server.stop()
 
 
 # Setup ---------------------------------------------------------------------------
@@ -429,128 +333,3 @@ def pause_and_kill(
                 history.restarts += 1
 
     return faults
-
-
-# Checker -------------------------------------------------------------------------
-
-
-@dataclass
-class Report:
-    summary: dict[str, Any]
-    bad_reads: list[str] = field(default_factory=list)
-    lost: list[UUID] = field(default_factory=list)  # acknowledged, not posted in the store
-    doubled: list[UUID] = field(default_factory=list)  # more than once in the store
-    unbalanced: list[UUID] = field(default_factory=list)  # postings not one debit + credit
-    wrong_rejections: list[UUID] = field(default_factory=list)
-    applied_failures: list[UUID] = field(default_factory=list)  # "failed", yet stored
-    phantoms: list[UUID] = field(default_factory=list)  # stored, never sent
-    final_balances: dict[str, int] = field(default_factory=dict)
-    final_problems: list[str] = field(default_factory=list)
-    audit: dict[str, Any] = field(default_factory=dict)
-    unknown_applied: int = 0
-
-    def problems(self) -> dict[str, object]:
-        names = (
-            "bad_reads", "lost", "doubled", "unbalanced", "wrong_rejections",
-            "applied_failures", "phantoms", "final_problems",
-        )  # fmt: skip
-        found: dict[str, object] = {name: v for name in names if (v := getattr(self, name))}
-        if not self.audit.get("ok"):
-            found["audit"] = {k: self.audit.get(k) for k in ("ok", "problems")}
-        return found
-
-
-def check(bank: Bank, history: History, database_url: str) -> Report:
-    """Run once every server is stopped."""
-    report = Report(history.summary())
-    report.bad_reads = _check_reads(bank, history)
-    ledger = build_ledger(Settings(database_url=database_url, aggregate_cache_size=0))
-    try:
-        stored = read_history(ledger)
-        loaded = {account: ledger.get_account(account).balance for account in bank.accounts}
-        recorded_codes = {
-            op.transfer_id: ledger.get_transfer(op.transfer_id).error_code
-            for op in history.transfers("rejected")
-            if op.transfer_id in stored.kind
-        }
-    finally:
-        ledger.close()
-    ours = set(bank.accounts) | {world_account_id(CURRENCY)}
-    sent = {op.transfer_id for op in history.transfers()}
-    for op in history.transfers():
-        transfer_id = op.transfer_id
-        assert transfer_id is not None
-        count = stored.first_events[transfer_id]
-        postings = sorted(stored.postings.get(transfer_id, []))
-        expected = sorted([(op.from_account, -op.amount), (op.to_account, op.amount)])
-        if count > 1 or len(postings) > 2:
-            report.doubled.append(transfer_id)
-        if op.outcome == "ok":
-            if stored.kind.get(transfer_id) != "Posted":
-                report.lost.append(transfer_id)
-            elif postings != expected:
-                report.unbalanced.append(transfer_id)
-        elif op.outcome == "rejected":
-            recorded = stored.kind.get(transfer_id), recorded_codes.get(transfer_id)
-            if recorded != ("Rejected", op.code) or postings:
-                report.wrong_rejections.append(transfer_id)
-        elif op.outcome == "failed":
-            if count or postings:
-                report.applied_failures.append(transfer_id)
-        elif count:
-            report.unknown_applied += 1
-            if stored.kind.get(transfer_id) == "Posted" and postings != expected:
-                report.unbalanced.append(transfer_id)
-    for transfer_id, event in stored.posted.items():
-        touches = {event.debit_account_id, event.credit_account_id} & set(bank.accounts)
-        if touches and transfer_id not in sent and transfer_id not in bank.setup:
-            report.phantoms.append(transfer_id)
-    report.final_problems = _check_final(bank, stored, loaded, ours)
-    report.final_balances = {str(a)[:8]: loaded[a] for a in bank.accounts}
-    report.audit = audit_verify(database_url)
-    return report
-
-
-def _check_reads(bank: Bank, history: History) -> list[str]:
-    bad = []
-    for op in history.reads():
-        assert op.balances is not None
-        if op.balances.keys() != set(bank.accounts):
-            bad.append(f"read at {op.started:.2f}: {len(op.balances)} of the accounts")
-            continue
-        if sum(op.balances.values()) != bank.total:
-            bad.append(f"read at {op.started:.2f}: sum {sum(op.balances.values())}")
-        for account, balance in op.balances.items():
-            if balance < -bank.limits[account]:
-                bad.append(f"read at {op.started:.2f}: {account} at {balance}")
-    return bad
-
-
-def _check_final(bank: Bank, stored: Any, loaded: dict[UUID, int], ours: set[UUID]) -> list[str]:
-    problems = []
-    folded: Counter[UUID] = Counter()
-    for postings in stored.postings.values():
-        for account, signed in postings:
-            if account in ours:
-                folded[account] += signed
-    for account in bank.accounts:
-        if loaded[account] != folded[account]:
-            problems.append(f"{account}: loaded {loaded[account]} != folded {folded[account]}")
-        if loaded[account] < -bank.limits[account]:
-            problems.append(f"{account}: {loaded[account]} beyond its limit")
-    if sum(loaded.values()) != bank.total:
-        problems.append(f"final sum {sum(loaded.values())} != {bank.total}")
-    return problems
-
-
-def audit_verify(database_url: str) -> dict[str, Any]:
-    environment = {k: v for k, v in os.environ.items() if not k.startswith("EVENTLEDGER_")}
-    done = subprocess.run(
-        [EVENTLEDGER, "audit", "verify", "--json", "--database", database_url],
-        capture_output=True, text=True, timeout=300, cwd=ROOT, env=environment,
-    )  # fmt: skip
-    try:
-        result: dict[str, Any] = json.loads(done.stdout)
-    except ValueError:
-        return {"ok": False, "problems": [done.stdout[-2000:], done.stderr[-2000:]]}
-    return result

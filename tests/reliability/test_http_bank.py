@@ -1,5 +1,5 @@
 """The bank workload over HTTP with process faults (see ``http_bank`` for the harness
-and the checker).
+and ``http_bank_checker`` for the checker).
 
 1. SQLite: one ``eventledger serve``, killed with ``kill -9`` every few seconds and
    restarted on the same file, while clients transfer and read.
@@ -35,14 +35,13 @@ from tests.reliability.http_bank import (
     Bank,
     History,
     Operation,
-    ServerProcess,
-    check,
     kill_and_restart,
     open_bank,
     pause_and_kill,
     run_workload,
-    servers_running,
 )
+from tests.reliability.http_bank_checker import check
+from tests.reliability.http_bank_servers import ServerProcess, servers_running
 
 SECONDS = float(os.environ.get("HTTP_BANK_SECONDS", "15"))
 SOAK = SECONDS > 60
