@@ -12,7 +12,7 @@ from typing import Any
 import orjson
 
 from infrastructure.views import ViewTransaction
-from projections.base import Positioned
+from projections.base import Positioned, view_text
 
 NAME = "balances"
 COLUMNS = (
@@ -103,7 +103,7 @@ def _opened(positioned: Positioned) -> dict[str, Any]:
     return {
         "account_id": positioned.originator_id,
         "currency": data["currency"],
-        "name": data["name"],
+        "name": view_text(data["name"]),
         "status": "open",
         "is_world": int(data["is_world"]),
         "balance": 0,
@@ -130,7 +130,7 @@ def _apply(row: dict[str, Any], positioned: Positioned) -> None:
     elif kind in _STATUS_BY_KIND:
         row["status"] = _STATUS_BY_KIND[kind]
     elif kind == "Account.MetadataUpdated":
-        row["name"] = data["name"]
+        row["name"] = view_text(data["name"])
         row["metadata"] = _metadata(data["metadata"])
     elif kind == "Account.OverdraftLimitChanged":
         row["overdraft_limit"] = data["overdraft_limit"]

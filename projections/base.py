@@ -55,6 +55,13 @@ def whole_saves(events: Sequence[Positioned]) -> int:
     return whole
 
 
+def view_text(text: str) -> str:
+    """``text`` as a view stores it: NUL becomes U+FFFD. PostgreSQL text cannot hold
+    NUL, and one such event must not stop a view for good; the event store keeps the
+    original, and SQLite views store the same replacement so both kinds agree."""
+    return text.replace("\x00", "\ufffd") if "\x00" in text else text
+
+
 class Projection(Protocol):
     """A read model: its tables, and how a batch of whole saves changes them."""
 
@@ -153,7 +160,7 @@ class TransferFacts:
         for positioned in events:
             kind, data = positioned.kind, positioned.data
             if kind in ("Transfer.Posted", "Transfer.Pending", "Transfer.Rejected"):
-                facts = (data["currency"], data["description"])
+                facts = (data["currency"], view_text(data["description"]))
                 self.facts[positioned.originator_id] = facts
                 if kind == "Transfer.Pending":
                     started.append((positioned.originator_id, *facts))

@@ -31,13 +31,10 @@ LISTEN_TIMEOUT_SECONDS = 0.5
 RECONNECT_BACKOFF_SECONDS_MAX = 5.0
 ERROR_BACKOFF_SECONDS_MAX = 5.0
 STOP_TIMEOUT_SECONDS = 10.0
-# Errors a follower survives by waiting and trying again: the databases went away.
-RETRYABLE_ERRORS = (
-    sqlite3.OperationalError,
-    psycopg.OperationalError,
-    psycopg.InterfaceError,
-    PersistenceError,
-)
+# Database errors a follower waits out: the databases went away, or (a bug) one batch
+# cannot be written. Either way it logs, backs off and tries again, and the lag in
+# ``projections status`` shows it, rather than the thread dying in silence.
+RETRYABLE_ERRORS = (sqlite3.Error, psycopg.Error, PersistenceError)
 
 
 class PostgresListener:

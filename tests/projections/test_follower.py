@@ -249,3 +249,23 @@ class TestListAccounts:
             read_models.list_accounts(limit=1001)
         with pytest.raises(InvalidRequest):
             read_models.list_accounts(cursor="not-a-cursor")
+
+
+class TestText:
+    def test_a_nul_in_a_name_or_description_does_not_stop_the_views(
+        self, ledger: Ledger, views: ViewStore
+    ) -> None:
+        # The HTTP API refuses NUL; a direct Ledger user can still record one.
+        account = ledger.open_account("USD", name="a\x00b", metadata={"k": "v\x00"}).id
+        held = ledger.transfer(world_account_id("USD"), account, 5, "USD", "held\x00", pending=True)
+        ledger.post_pending(held.id)
+        ledger.deposit(account, 7, description="x\x00y")
+        follower = follower_for(ledger, views, select_projections())
+        follower.catch_up()
+        assert follower.position == ledger.head_position()
+        read_models = ReadModels(views, ledger.head_position)
+        row = read_models.list_accounts(currency="USD", status="open").accounts
+        named = {r.id: r for r in row}[account]
+        assert named.name == "a\ufffdb" and named.metadata == {"k": "v\x00"}
+        postings = read_models.statement(account).postings
+        assert [p.description for p in postings] == ["held\ufffd", "x\ufffdy"]
