@@ -4,6 +4,11 @@ One command is one ``save(*aggregates)``, which is one database transaction. The
 event store's unique (originator_id, version) is the only lock: a save that loses a
 race raises ``IntegrityError``, and the command reloads, re-checks and re-saves, a
 bounded number of times with jittered backoff (see ``_retrying``).
+
+The log has no transaction markers, and the read models rely on this rule to never
+end a view transaction inside a save: every event that moves or reserves money
+carries a ``transfer_id``, and the save that writes it also writes an event of that
+Transfer aggregate, after it (``projections/base.py``). A new command must keep it.
 """
 
 from __future__ import annotations

@@ -17,6 +17,9 @@ def check_text(field: str, value: str) -> str:
     assert isinstance(value, str), type(value)
     if len(value) > TEXT_LENGTH_MAX:
         raise InvalidRequest(f"{field} is longer than {TEXT_LENGTH_MAX} characters")
+    if "\x00" in value:
+        # PostgreSQL text cannot hold NUL: refuse it before it reaches any view.
+        raise InvalidRequest(f"{field} contains a NUL character")
     return value
 
 
@@ -28,6 +31,8 @@ def check_metadata(metadata: Mapping[str, str] | None) -> dict[str, str]:
     for key, value in metadata.items():
         if not isinstance(key, str) or not isinstance(value, str):
             raise InvalidRequest("metadata maps strings to strings")
+        if "\x00" in key or "\x00" in value:
+            raise InvalidRequest("metadata contains a NUL character")
         if not 1 <= len(key) <= METADATA_KEY_LENGTH_MAX:
             raise InvalidRequest(f"metadata keys are 1 to {METADATA_KEY_LENGTH_MAX} characters")
         if len(value) > METADATA_VALUE_LENGTH_MAX:

@@ -96,7 +96,8 @@ def make_ledger(settings: Settings) -> Iterator[Callable[..., Ledger]]:
     built: list[Ledger] = []
 
     def make(**overrides: object) -> Ledger:
-        ledger = build_ledger(settings.model_copy(update=overrides))
+        # Validated like real settings (a copy with update= would skip validation).
+        ledger = build_ledger(Settings(**{**settings.model_dump(), **overrides}))
         built.append(ledger)
         return ledger
 

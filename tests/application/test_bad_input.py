@@ -69,6 +69,10 @@ MALFORMED: dict[str, tuple[Case, type[errors.LedgerError]]] = {
     "metadata value too long": (
         lambda w: w.ledger.transfer(w.alice, w.bob, 5, "USD", metadata={"k": "v" * 501}),
         errors.InvalidRequest),
+    "NUL in a description": (
+        lambda w: w.ledger.transfer(w.alice, w.bob, 5, "USD", "a\x00b"), errors.InvalidRequest),
+    "NUL in metadata": (
+        lambda w: w.ledger.open_account("USD", metadata={"k": "\x00"}), errors.InvalidRequest),
     "51 metadata keys": (
         lambda w: w.ledger.open_account("USD", metadata={str(i): "" for i in range(51)}),
         errors.InvalidRequest),

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import pytest
+from eventsourcing.cryptography import AESCipher
 
 from domain.ledger import Ledger
 from projections.decoding import EventDecoder
@@ -23,9 +24,6 @@ def test_the_fast_path_agrees_with_the_mapper(
 ) -> None:
     overrides: dict[str, object] = {"compress": True} if sealing == "compressed" else {}
     if sealing == "encrypted":
-        pytest.importorskip("Crypto", reason="AES needs pycryptodome")
-        from eventsourcing.cipher import AESCipher
-
         overrides = {"cipher_key": AESCipher.create_key(16), "compress": True}
     ledger = make_ledger(**overrides)
     work = Workload(ledger, seed=9)
