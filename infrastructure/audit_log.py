@@ -66,8 +66,11 @@ class PostgresEventLog:
     def __init__(self, recorder: PostgresApplicationRecorder) -> None:
         self.datastore: PostgresDatastore = recorder.datastore
         table = sql.Identifier(self.datastore.schema, recorder.events_table_name)
+        # uuid_send gives the id's 16 bytes, so no UUID object is built per row.
+        self.uuid_ids = self.datastore.originator_id_type == "uuid"
+        originator = "uuid_send(originator_id)" if self.uuid_ids else "originator_id"
         self.select = sql.SQL(
-            "SELECT notification_id, originator_id, originator_version, topic, state "
+            "SELECT notification_id, " + originator + ", originator_version, topic, state "
             "FROM {} WHERE notification_id > %s AND notification_id <= %s "
             "ORDER BY notification_id LIMIT %s"
         ).format(table)
@@ -82,13 +85,15 @@ class PostgresEventLog:
     def read(self, after: int, stop: int, limit: int) -> list[Row]:
         with (
             self.datastore.get_connection() as connection,
-            connection.cursor(row_factory=tuple_row) as cursor,
+            connection.cursor(row_factory=tuple_row, binary=True) as cursor,
         ):
             cursor.execute(self.select, (after, stop, limit))
-            rows = cursor.fetchall()
+            rows: list[Row] = cursor.fetchall()  # type: ignore[assignment]
+        if self.uuid_ids:
+            return rows
         return [
-            (position, originator_bytes(originator), version, topic, bytes(state))
-            for position, originator, version, topic, state in rows  # type: ignore[misc]
+            (position, originator_bytes(originator), version, topic, state)
+            for position, originator, version, topic, state in rows
         ]
 
 
