@@ -4,16 +4,18 @@
 
 The server imports everything once; each ``start`` line on stdin forks a child, which
 builds its own Ledger (the production wiring: WAL, synchronous=FULL, snapshots every
-5 events so kills also land in snapshot writes) and makes random deposits, withdrawals
-and transfers in USD among the given accounts, forever. Forking instead of starting a
+5 events so kills also land in snapshot writes; group commit or one transaction per
+command, drawn per child) and makes random deposits, withdrawals and transfers in USD
+among the given accounts from four threads, forever. Forking instead of starting a
 new interpreter per kill keeps 50 kills within seconds, and the children are killed
 while writing, not while importing.
 
 Lines on stdout, each written by one ``os.write`` (atomic on a pipe, so a kill cannot
 leave half a line; ``print`` may write the text and its newline separately):
-    ready <pid>                     a child has built its Ledger and starts writing
+    ready <pid> <group|per_command> a child has built its Ledger and starts writing
     ok <transfer_id>                the call returned: the transfer is committed
-    rejected <transfer_id> <code>   the call raised a business rejection
+    rejected <transfer_id> <code>   the call raised a business rejection (recorded)
+    failed <transfer_id> <code>     the call raised another error (nothing written)
     exited <pid> <status>           the server reaped that child (status -9: killed)
 
 PLANTED_BUG plants a bug for the checker to catch. ``--ack-before-commit``: the child
@@ -31,17 +33,19 @@ import os
 import random
 import signal
 import sys
+import threading
 import time
 import traceback
 from contextlib import suppress
 from uuid import UUID, uuid4
 
-from domain.errors import LedgerError
+from domain.errors import LedgerError, TransferRejected
 from domain.ledger import Ledger
 from infrastructure.persistence import build_ledger
 from infrastructure.settings import Settings
 
 SNAPSHOT_INTERVAL = 5
+WRITER_THREADS = 4
 AMOUNT_MAX = 300
 PR_SET_PDEATHSIG = 1  # from <linux/prctl.h>
 PLANTED_BUGS = {"--ack-before-commit": 0.0, "--write-behind": 0.05}
@@ -89,24 +93,49 @@ def say(line: str) -> None:
 
 
 def write_forever(database_url: str, accounts: list[UUID], ack_early_seconds: float | None) -> None:
+    """Builds a Ledger in a commit mode drawn per child and writes from several threads,
+    so group commits hold several callers' transfers when the kill lands."""
     signal.signal(signal.SIGINT, signal.SIG_DFL)
-    settings = Settings(database_url=database_url, snapshot_interval=SNAPSHOT_INTERVAL)
+    group_commit = random.Random().random() < 0.5
+    settings = Settings(
+        database_url=database_url, snapshot_interval=SNAPSHOT_INTERVAL, group_commit=group_commit
+    )
     ledger = build_ledger(settings)
-    chooser = random.Random()  # seeded from os.urandom, unlike a copy of the server's
-    say(f"ready {os.getpid()}")
-    while True:
-        transfer_id = uuid4()
-        if ack_early_seconds is not None:
-            say(f"ok {transfer_id}")
-            time.sleep(ack_early_seconds)
-        try:
-            one_write(ledger, chooser, accounts, transfer_id)
-        except LedgerError as error:
+    say(f"ready {os.getpid()} {'group' if group_commit else 'per_command'}")
+    writers = [
+        threading.Thread(target=write_loop, args=(ledger, accounts, ack_early_seconds))
+        for _ in range(WRITER_THREADS)
+    ]
+    for writer in writers:
+        writer.start()
+    for writer in writers:
+        writer.join()
+
+
+def write_loop(ledger: Ledger, accounts: list[UUID], ack_early_seconds: float | None) -> None:
+    try:
+        chooser = random.Random()  # seeded from os.urandom, unlike a copy of the server's
+        while True:
+            transfer_id = uuid4()
+            if ack_early_seconds is not None:
+                say(f"ok {transfer_id}")
+                time.sleep(ack_early_seconds)
+            try:
+                one_write(ledger, chooser, accounts, transfer_id)
+            except TransferRejected as error:
+                if ack_early_seconds is None:
+                    say(f"rejected {transfer_id} {error.code}")
+                continue
+            except LedgerError as error:  # e.g. conflict: retries exhausted, nothing written
+                if ack_early_seconds is None:
+                    say(f"failed {transfer_id} {error.code}")
+                continue
             if ack_early_seconds is None:
-                say(f"rejected {transfer_id} {error.code}")
-            continue
-        if ack_early_seconds is None:
-            say(f"ok {transfer_id}")
+                say(f"ok {transfer_id}")
+    except BaseException:
+        traceback.print_exc()
+        sys.stderr.flush()
+        os._exit(1)  # a writer that dies by itself fails the test: "died by itself"
 
 
 def one_write(

@@ -16,8 +16,11 @@ equals the model's.
 Each example gets a fresh store: the memory store, a new SQLite file, or a new
 PostgreSQL schema (dropped afterwards), so the sums cover the whole store.
 
+Each Ledger is built with a drawn aggregate cache size (0 or 10,000), snapshot interval
+(1, 3 or 100) and commit mode (group commit, or one transaction per command).
+
 "Reopen": on SQLite and PostgreSQL the Ledger is closed and a new one is built on the
-same database (with a cache size and snapshot interval drawn anew). ``memory://`` keeps
+same database (with those three drawn anew). ``memory://`` keeps
 its events inside the Ledger object, so there the new Ledger is built on the previous
 one's in-memory recorders (fresh aggregate cache, mapper and repository, same stored
 events and snapshots). In both cases every account and transfer is then compared with
@@ -74,8 +77,9 @@ amounts = st.one_of(
 )
 overdraft_limits = st.sampled_from([0, 0, 100, 1_000])
 timeouts = st.sampled_from([None, None, 10, 60])
-# (aggregate cache size, snapshot interval) of a (re)built Ledger.
-ledger_shapes = st.sampled_from([(10_000, 100), (10_000, 3), (0, 1), (0, 100)])
+# (aggregate cache size, snapshot interval, group commit) of a (re)built Ledger.
+ledger_shapes = st.tuples(st.sampled_from([10_000, 0]), st.sampled_from([100, 3, 1]), st.booleans())
+Shape = tuple[int, int, bool]
 
 
 class Stores:
@@ -116,9 +120,10 @@ class ReopenedMemoryLedger(Ledger):
 
     name = "Ledger"
 
-    def __init__(self, previous: Ledger, **kwargs: Any) -> None:
+    def __init__(self, previous: Ledger, cache_size: int, **kwargs: Any) -> None:
         self.previous = previous
-        super().__init__(ledger_env(Settings(database_url="memory://")), **kwargs)
+        settings = Settings(database_url="memory://", aggregate_cache_size=cache_size)
+        super().__init__(ledger_env(settings), **kwargs)
 
     def construct_recorder(self) -> Any:
         return self.previous.recorder
@@ -167,7 +172,7 @@ class LedgerMachine(RuleBasedStateMachine):
         limits=st.tuples(overdraft_limits, overdraft_limits, overdraft_limits),
         funds=st.tuples(*[st.integers(0, 2_000)] * 3),
     )
-    def build(self, shape: tuple[int, int], limits: tuple[int, ...], funds: tuple[int, ...]) -> Any:
+    def build(self, shape: Shape, limits: tuple[int, ...], funds: tuple[int, ...]) -> Any:
         """Builds the Ledger and opens three accounts, so money moves from the first step."""
         self.ledger = self._build(shape)
         opened = []
@@ -178,17 +183,25 @@ class LedgerMachine(RuleBasedStateMachine):
             opened.append(account)
         return multiple(*opened)
 
-    def _build(self, shape: tuple[int, int]) -> Ledger:
-        cache_size, snapshot_interval = shape
+    def _build(self, shape: Shape) -> Ledger:
+        cache_size, snapshot_interval, group_commit = shape
         if self.ledger is not None and self.settings.database.kind == "memory":
             ledger: Ledger = ReopenedMemoryLedger(
-                self.ledger, snapshot_interval=snapshot_interval, clock=self.clock
+                self.ledger,
+                cache_size,
+                snapshot_interval=snapshot_interval,
+                clock=self.clock,
+                group_commit=group_commit,
             )
             self.ledger.close()
             return ledger
         if self.ledger is not None:
             self.ledger.close()
-        overrides = {"aggregate_cache_size": cache_size, "snapshot_interval": snapshot_interval}
+        overrides = {
+            "aggregate_cache_size": cache_size,
+            "snapshot_interval": snapshot_interval,
+            "group_commit": group_commit,
+        }
         return build_ledger(self.settings.model_copy(update=overrides), clock=self.clock)
 
     @property
@@ -361,7 +374,7 @@ class LedgerMachine(RuleBasedStateMachine):
     # Restart.
 
     @rule(shape=ledger_shapes)
-    def reopen(self, shape: tuple[int, int]) -> None:
+    def reopen(self, shape: Shape) -> None:
         self.ledger = self._build(shape)
         self._check_every_transfer()
         self._check_replay_without_cache_or_snapshots()
