@@ -333,7 +333,8 @@ def test_checker_catches_acknowledge_before_commit(tmp_path: Path, planted_bug: 
     print(
         f"\nplanted bug {planted_bug}: {acks.kills.total()} kills, "
         f"{report.acknowledged} acknowledged, "
-        f"{len(report.missing)} of them missing (lost), {len(report.not_posted)} rejected"
+        f"{len(report.missing)} of them missing (lost), "
+        f"{len(report.not_posted)} recorded as rejected"
     )
     assert report.missing, "the checker missed transfers acknowledged before their commit"
     # At most one transfer in flight per writer thread when a kill lands.
