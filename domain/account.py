@@ -7,6 +7,8 @@ Guards live in the public command methods; the state changes live in the private
 
 from __future__ import annotations
 
+from copy import copy
+from typing import Any
 from uuid import UUID
 
 from eventsourcing.domain import Aggregate, event
@@ -48,6 +50,21 @@ class Account(Aggregate):
         self.balance = 0
         self.pending_debits = 0
         self.pending_credits = 0
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> Account:
+        """A copy as independent as a deep copy, at a fraction of its cost.
+
+        The aggregate cache copies an account on every load and every save; the
+        generic deep copy walks every UUID and datetime, which are immutable. Only the
+        two dicts and the pending-event list can change in place, so only they are
+        copied.
+        """
+        clone = copy(self)
+        clone.__dict__["_pending_events"] = list(self.__dict__["_pending_events"])
+        clone.metadata = dict(self.metadata)
+        name, metadata, overdraft_limit = self.opened_with
+        clone.opened_with = (name, dict(metadata), overdraft_limit)
+        return clone
 
     # Read-only views.
 

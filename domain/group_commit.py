@@ -45,6 +45,7 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 GROUP_SIZE_MAX = 512
+ACCOUNTS_CACHED_MAX = 100_000
 CLOSE_TIMEOUT_SECONDS = 30.0
 
 
@@ -73,6 +74,8 @@ class GroupCommitter:
         assert group_size_max >= 1
         self.ledger = ledger
         self.group_size_max = group_size_max
+        self.accounts_cached_max = ACCOUNTS_CACHED_MAX
+        self._accounts: dict[UUID, Account] = {}
         self.groups_committed = 0
         self.commands_committed = 0
         self._queue: queue.SimpleQueue[TransferCommand | None] = queue.SimpleQueue()
@@ -132,7 +135,12 @@ class GroupCommitter:
             first_events = attempt.first_events()
             try:
                 recordings = ledger.save(*attempt.accounts.values(), *attempt.transfers.values())
-            except IntegrityError:
+            except BaseException as error:
+                # The writer's copies now hold changes that were not saved.
+                for account_id in attempt.accounts:
+                    self._accounts.pop(account_id, None)
+                if not isinstance(error, IntegrityError):
+                    raise
                 ledger.conflict_retries += 1
                 ceiling = min(0.1, ledger.retry_backoff_seconds * 2**number)
                 time.sleep(random.uniform(0, ceiling))
@@ -148,6 +156,24 @@ class GroupCommitter:
         )
         for command in group:
             command.future.set_exception(conflict)
+
+    def _current_account(self, account_id: UUID) -> Account:
+        """The writer's own copy of an account, brought up to date with the store.
+
+        Only this thread touches these copies, so unlike the shared aggregate cache
+        they need no defensive deep copy; reading the events newer than the copy
+        (usually none) keeps them exact when other threads or processes write too.
+        """
+        account = self._accounts.pop(account_id, None)
+        if account is None:
+            account = self.ledger._get_account(account_id)
+        else:
+            for event in self.ledger.events.get(account_id, gt=account.version):
+                account = event.mutate(account)  # type: ignore[attr-defined]
+        self._accounts[account_id] = account  # most recently used last
+        if len(self._accounts) > self.accounts_cached_max:
+            del self._accounts[next(iter(self._accounts))]
+        return account
 
     def _apply_group(self, group: list[TransferCommand], check_existing: bool) -> _Group:
         attempt = _Group()
@@ -174,7 +200,7 @@ class GroupCommitter:
                 return ledger._replay_transfer(existing, request)
         for account_id in (request.debit_account_id, request.credit_account_id):
             if account_id not in attempt.accounts:
-                attempt.accounts[account_id] = ledger._get_account(account_id)
+                attempt.accounts[account_id] = self._current_account(account_id)
         try:
             transfer = ledger._apply(transfer_id, request, attempt.accounts)
         except TransferRejected as rejection:
