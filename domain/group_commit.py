@@ -7,6 +7,12 @@ payment from an account sees the first, and saves all their events in ONE
 ``save()``. Only then is each caller answered, with its own result or its own
 business error: nothing is acknowledged before it is committed.
 
+The writer keeps its own copies of the accounts it touched, so a group usually reads
+nothing before it writes. A copy may be stale when something else wrote since; that
+is safe because a successful transfer writes to both of its accounts, so the save
+conflicts on a stale version, and a refusal (the one outcome that writes nothing to
+the accounts) is only recorded after the group was re-run on accounts read fresh.
+
 A command's business rejection is recorded in the same save (``Transfer.Rejected``)
 and the others go on. When the save conflicts (another process wrote, or a transfer
 id already existed) the whole group is re-run from fresh state with the "does this id
@@ -63,6 +69,7 @@ class _Group:
     accounts: dict[UUID, Account] = field(default_factory=dict)
     transfers: dict[UUID, Transfer] = field(default_factory=dict)
     outcomes: list[Transfer | TransferView | LedgerError] = field(default_factory=list)
+    rejected: bool = False
 
     def first_events(self) -> dict[UUID, int]:
         """Identity of each new transfer's first event, to find its log position."""
@@ -130,17 +137,23 @@ class GroupCommitter:
         if not group:
             return
         ledger = self.ledger
+        verified = False
         for number in range(ledger.retry_attempts):
-            attempt = self._apply_group(group, check_existing=number > 0)
+            attempt = self._apply_group(group, check_existing=number > 0, verified=verified)
+            if attempt.rejected and not verified:
+                # A refusal is recorded for good, so it must not rest on a copy that may
+                # be stale: run the group again on accounts read fresh from the store.
+                self._forget(attempt)
+                verified = True
+                continue
             first_events = attempt.first_events()
             try:
                 recordings = ledger.save(*attempt.accounts.values(), *attempt.transfers.values())
             except BaseException as error:
-                # The writer's copies now hold changes that were not saved.
-                for account_id in attempt.accounts:
-                    self._accounts.pop(account_id, None)
+                self._forget(attempt)  # the copies hold changes that were not saved
                 if not isinstance(error, IntegrityError):
                     raise
+                verified = True
                 ledger.conflict_retries += 1
                 ceiling = min(0.1, ledger.retry_backoff_seconds * 2**number)
                 time.sleep(random.uniform(0, ceiling))
@@ -157,17 +170,23 @@ class GroupCommitter:
         for command in group:
             command.future.set_exception(conflict)
 
-    def _current_account(self, account_id: UUID) -> Account:
-        """The writer's own copy of an account, brought up to date with the store.
+    def _forget(self, attempt: _Group) -> None:
+        for account_id in attempt.accounts:
+            self._accounts.pop(account_id, None)
+
+    def _current_account(self, account_id: UUID, verified: bool) -> Account:
+        """The writer's own copy of an account; with ``verified``, up to date.
 
         Only this thread touches these copies, so unlike the shared aggregate cache
-        they need no defensive deep copy; reading the events newer than the copy
-        (usually none) keeps them exact when other threads or processes write too.
+        they need no defensive copy. An unverified copy may be stale (another thread
+        or process wrote since): a save built on it then conflicts on the account's
+        version, and a refusal built on it is re-run verified, so neither a success
+        nor a refusal is ever decided on stale state.
         """
         account = self._accounts.pop(account_id, None)
         if account is None:
             account = self.ledger._get_account(account_id)
-        else:
+        elif verified:
             for event in self.ledger.events.get(account_id, gt=account.version):
                 account = event.mutate(account)  # type: ignore[attr-defined]
         self._accounts[account_id] = account  # most recently used last
@@ -175,17 +194,19 @@ class GroupCommitter:
             del self._accounts[next(iter(self._accounts))]
         return account
 
-    def _apply_group(self, group: list[TransferCommand], check_existing: bool) -> _Group:
+    def _apply_group(
+        self, group: list[TransferCommand], check_existing: bool, verified: bool
+    ) -> _Group:
         attempt = _Group()
         for command in group:
             try:
-                attempt.outcomes.append(self._apply_one(command, attempt, check_existing))
+                attempt.outcomes.append(self._apply_one(command, attempt, check_existing, verified))
             except LedgerError as error:
                 attempt.outcomes.append(error)
         return attempt
 
     def _apply_one(
-        self, command: TransferCommand, attempt: _Group, check_existing: bool
+        self, command: TransferCommand, attempt: _Group, check_existing: bool, verified: bool
     ) -> Transfer | TransferView:
         ledger = self.ledger
         transfer_id, request = command.transfer_id, command.request
@@ -200,10 +221,11 @@ class GroupCommitter:
                 return ledger._replay_transfer(existing, request)
         for account_id in (request.debit_account_id, request.credit_account_id):
             if account_id not in attempt.accounts:
-                attempt.accounts[account_id] = self._current_account(account_id)
+                attempt.accounts[account_id] = self._current_account(account_id, verified)
         try:
             transfer = ledger._apply(transfer_id, request, attempt.accounts)
         except TransferRejected as rejection:
+            attempt.rejected = True
             attempt.transfers[transfer_id] = Transfer.reject(
                 transfer_id, request, rejection.code, rejection.detail
             )

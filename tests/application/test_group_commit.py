@@ -118,3 +118,30 @@ def test_many_callers_share_few_transactions(ledger: Ledger) -> None:
     assert sum(ledger.get_account(a).balance for a in accounts) == 4_000
     groups = ledger.group_committer.groups_committed - groups_before
     assert groups < 16 * 20  # some transfers shared a transaction
+
+
+class TestTheWritersCopies:
+    """Writes that bypass the writer (batches here; other processes in production)
+    make its copies stale; neither a success nor a refusal may rest on them."""
+
+    def test_a_refusal_is_decided_on_fresh_state(self, ledger: Ledger) -> None:
+        alice = ledger.open_account("USD").id
+        bob = ledger.open_account("USD").id
+        ledger.deposit(alice, 10)
+        ledger.transfer(alice, bob, 10, "USD")  # the writer's copy: Alice at 0
+        ledger.transfer_batch(
+            [dict(from_account=bob, to_account=alice, amount=10, currency="USD")]
+        )  # Alice is at 10 again, behind the writer's back
+        assert ledger.transfer(alice, bob, 10, "USD").status == "posted"
+
+    def test_a_success_is_decided_on_fresh_state(self, ledger: Ledger) -> None:
+        alice = ledger.open_account("USD").id
+        bob = ledger.open_account("USD").id
+        ledger.deposit(alice, 10)  # the writer's copy: Alice at 10
+        ledger.transfer_batch(
+            [dict(from_account=alice, to_account=bob, amount=10, currency="USD")]
+        )  # Alice is at 0, behind the writer's back
+        with pytest.raises(InsufficientFunds):
+            ledger.transfer(alice, bob, 10, "USD")
+        assert ledger.get_account(alice).balance == 0
+        assert ledger.get_account(bob).balance == 10
