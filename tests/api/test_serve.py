@@ -38,7 +38,7 @@ def world_usd() -> str:
 
 
 def run_tour(server: Server) -> str:
-    (script,) = TOUR.findall((ROOT / "docs/readme/api.md").read_text())
+    (script,) = TOUR.findall((ROOT / "README.md").read_text())
     script = script.replace("http://127.0.0.1:8000", server.url)
     done = subprocess.run(
         ["bash", "-euo", "pipefail", "-c", script],
