@@ -6,24 +6,33 @@ setting prints one line to stderr and exits non-zero, with no traceback.
 
 from __future__ import annotations
 
-import dataclasses
 import json
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from datetime import UTC, datetime
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any
 from uuid import UUID
 
 import typer
-from eventsourcing.persistence import PersistenceError
-from pydantic import ValidationError
-from rich.console import Console
 from rich.table import Table
 
-from domain.errors import LedgerError
-from domain.ledger import Ledger
-from infrastructure.persistence import build_ledger
-from infrastructure.settings import Settings
+from api.cli_audit import audit_app
+from api.cli_keys import keys_app
+from api.cli_projections import projections_app
+from api.cli_serve import serve
+from api.cli_support import (
+    DatabaseOption,
+    JsonOption,
+    emit,
+    fail,
+    load_settings,
+    open_ledger,
+    render_transfer,
+    stdout,
+)
+from api.cli_transfers import batch, post, reverse, void
+from infrastructure.views import ViewStore
+from projections.catalog import select_projections
+from projections.follower import follower_for
+from projections.queries import ReadModels
 
 app = typer.Typer(
     name="eventledger",
@@ -35,13 +44,7 @@ app = typer.Typer(
 accounts_app = typer.Typer(help="Open, show and list accounts.", no_args_is_help=True)
 app.add_typer(accounts_app, name="accounts")
 
-T = TypeVar("T")
 
-DatabaseOption = Annotated[
-    str | None,
-    typer.Option("--database", help="Database URL; default EVENTLEDGER_DATABASE_URL."),
-]
-JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")]
 DescriptionOption = Annotated[str, typer.Option("--description", "-d", help="Free text.")]
 IdOption = Annotated[
     UUID | None, typer.Option("--id", help="Transfer id; the same id again is a safe retry.")
@@ -50,47 +53,8 @@ MetadataOption = Annotated[
     list[str] | None, typer.Option("--metadata", "-m", help="KEY=VALUE, repeatable.")
 ]
 
+
 # Soft wrap: ids and amounts stay on one line when piped, so they can be grepped.
-stdout = Console(soft_wrap=True)
-stderr = Console(stderr=True, soft_wrap=True)
-
-
-def fail(message: str, code: int = 1) -> typer.Exit:
-    stderr.print(f"[red]error:[/red] {message}", highlight=False)
-    return typer.Exit(code)
-
-
-def load_settings(database: str | None = None) -> Settings:
-    """Settings from the environment, with ``--database`` on top; one line if invalid."""
-    try:
-        settings = Settings()
-        if database is not None:
-            settings = Settings(database_url=database)
-        return settings
-    except ValidationError as error:
-        first = error.errors()[0]
-        field = ".".join(str(part) for part in first["loc"])
-        raise fail(f"invalid setting {field}: {first['msg']}", 2) from None
-
-
-@contextmanager
-def open_ledger(database: str | None) -> Iterator[Ledger]:
-    """A Ledger for one command; business and storage errors become one clear line."""
-    settings = load_settings(database)
-    try:
-        ledger = build_ledger(settings)
-    except (PersistenceError, OSError) as error:
-        raise fail(f"cannot open {settings.database!r}: {error}") from None
-    try:
-        yield ledger
-    except LedgerError as error:
-        raise fail(f"{error.code}: {error.detail}") from None
-    except PersistenceError as error:
-        raise fail(f"storage error: {error}") from None
-    finally:
-        ledger.close()
-
-
 def parse_metadata(pairs: list[str] | None) -> dict[str, str]:
     metadata = {}
     for pair in pairs or []:
@@ -99,27 +63,6 @@ def parse_metadata(pairs: list[str] | None) -> dict[str, str]:
             raise fail(f"metadata {pair!r} is not KEY=VALUE", 2)
         metadata[key] = value
     return metadata
-
-
-def emit(value: Any, as_json: bool, render: Callable[[Any], None]) -> None:
-    if as_json:
-        print(json.dumps(to_jsonable(value), indent=2))
-    else:
-        render(value)
-
-
-def to_jsonable(value: Any) -> Any:
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return {f.name: to_jsonable(getattr(value, f.name)) for f in dataclasses.fields(value)}
-    if isinstance(value, list | tuple):
-        return [to_jsonable(item) for item in value]
-    if isinstance(value, dict):
-        return {str(key): to_jsonable(item) for key, item in value.items()}
-    if isinstance(value, UUID):
-        return str(value)
-    if isinstance(value, datetime):
-        return value.isoformat()
-    return value
 
 
 def render_account(account: Any) -> None:
@@ -131,18 +74,6 @@ def render_account(account: Any) -> None:
         table.add_row(field, str(getattr(account, field)))
     table.add_row("metadata", json.dumps(account.metadata))
     stdout.print(table)
-
-
-def render_transfer(transfer: Any) -> None:
-    replayed = " (replayed: this id was used before)" if transfer.replayed else ""
-    amount = str(transfer.amount)
-    if transfer.status == "posted" and transfer.posted_amount != transfer.amount:
-        amount = f"{transfer.posted_amount} of {transfer.amount}"
-    stdout.print(
-        f"transfer {transfer.id} {transfer.status}{replayed}: {amount} "
-        f"{transfer.currency} from {transfer.from_account} to {transfer.to_account}",
-        highlight=False,
-    )
 
 
 def render_history(events: list[Any]) -> None:
@@ -196,6 +127,42 @@ def accounts_show(
     with open_ledger(database) as ledger:
         account = ledger.get_account(account_id)
     emit(account, as_json, render_account)
+
+
+@accounts_app.command("list")
+def accounts_list(
+    currency: Annotated[str | None, typer.Option("--currency", "-c")] = None,
+    status: Annotated[str | None, typer.Option("--status", help="open, frozen or closed.")] = None,
+    limit: Annotated[int, typer.Option("--limit", min=1, max=1000)] = 100,
+    cursor: Annotated[str | None, typer.Option("--cursor", help="next_cursor of a page.")] = None,
+    database: DatabaseOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """List accounts from the balances view, brought up to date with the log first."""
+    with open_ledger(database) as ledger:
+        settings = load_settings(database_url=database)
+        store = ViewStore.from_settings(settings)
+        try:
+            follower_for(ledger, store, select_projections(["balances"])).catch_up()
+            page = ReadModels(store, ledger.head_position).list_accounts(
+                currency, status, cursor, limit
+            )
+        finally:
+            store.close()
+    emit(page, as_json, render_account_page)
+
+
+def render_account_page(page: Any) -> None:
+    table = Table("id", "name", "currency", "status", "balance", "available")
+    table.columns[0].min_width = 36  # whole ids, so they can be copied
+    for row in page.accounts:
+        table.add_row(
+            str(row.id), row.name, row.currency, row.status, str(row.balance),
+            str(row.available_balance),
+        )  # fmt: skip
+    stdout.print(table)
+    if page.next_cursor:
+        stdout.print(f"more: --cursor {page.next_cursor}", highlight=False)
 
 
 @app.command()
@@ -287,14 +254,12 @@ def history(
     emit(events, as_json, render_history)
 
 
-from api.cli_keys import keys_app  # noqa: E402 - registered after the commands above
-from api.cli_serve import serve  # noqa: E402
-
 app.command()(serve)
+for command in (post, void, reverse, batch):
+    app.command()(command)
 app.add_typer(keys_app, name="keys")
-app.add_typer(__import__("api.cli_projections").cli_projections.projections_app, name="projections")
-app.add_typer(__import__("api.cli_audit").cli_audit.audit_app, name="audit")
-__import__("api.cli_transfers")  # registers post, void, reverse, batch on ``app``
+app.add_typer(projections_app, name="projections")
+app.add_typer(audit_app, name="audit")
 
 
 def main() -> None:

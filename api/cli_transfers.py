@@ -1,4 +1,6 @@
-"""CLI verbs for money movement beyond one transfer: post, void, reverse, batch."""
+"""CLI verbs for money movement beyond one transfer: post, void, reverse, batch.
+
+Registered on the root command by ``api.cli``."""
 
 from __future__ import annotations
 
@@ -9,10 +11,9 @@ from uuid import UUID
 import typer
 from pydantic import ValidationError
 
-from api.cli import (
+from api.cli_support import (
     DatabaseOption,
     JsonOption,
-    app,
     emit,
     fail,
     open_ledger,
@@ -24,7 +25,6 @@ from api.schemas import CreateBatch
 BATCH_FILE_SIZE_MAX_BYTES = 4 * 1024 * 1024
 
 
-@app.command()
 def post(
     transfer_id: UUID,
     amount: Annotated[
@@ -39,7 +39,6 @@ def post(
     emit(transfer, as_json, render_transfer)
 
 
-@app.command()
 def void(transfer_id: UUID, database: DatabaseOption = None, as_json: JsonOption = False) -> None:
     """Release a pending transfer's reservation."""
     with open_ledger(database) as ledger:
@@ -47,7 +46,6 @@ def void(transfer_id: UUID, database: DatabaseOption = None, as_json: JsonOption
     emit(transfer, as_json, render_transfer)
 
 
-@app.command()
 def reverse(
     transfer_id: UUID,
     amount: Annotated[
@@ -65,7 +63,6 @@ def reverse(
     emit(transfer, as_json, render_transfer)
 
 
-@app.command()
 def batch(
     file: Annotated[
         Path, typer.Argument(help='JSON: {"transfers": [...]} as POST /v1/transfers/batch.')

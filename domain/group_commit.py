@@ -27,6 +27,7 @@ import queue
 import random
 import threading
 import time
+from collections.abc import Iterable
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
@@ -169,6 +170,17 @@ class GroupCommitter:
         )
         for command in group:
             command.future.set_exception(conflict)
+
+    def forget_unless_writer(self, aggregate_ids: Iterable[UUID]) -> None:
+        """Drops the copies of accounts that another thread just saved.
+
+        Not needed for correctness (a stale copy conflicts on save), but it spares
+        the writer a failed transaction after every write that bypassed it.
+        """
+        if threading.current_thread() is self._thread:
+            return
+        for aggregate_id in aggregate_ids:
+            self._accounts.pop(aggregate_id, None)
 
     def _forget(self, attempt: _Group) -> None:
         for account_id in attempt.accounts:

@@ -89,9 +89,11 @@ class Ledger(Application[UUID]):
         self.conflict_retries = 0
         self._worlds_known: set[str] = set()
         self.transfer_timeout_seconds = transfer_timeout_seconds
+        self.group_committer: GroupCommitter | None = None
         super().__init__(env)
         # Started last: the writer thread uses the store built above.
-        self.group_committer = GroupCommitter(self) if group_commit else None
+        if group_commit:
+            self.group_committer = GroupCommitter(self)
 
     def close(self) -> None:
         """Commits the queued transfers, then closes the store."""
@@ -521,6 +523,9 @@ class Ledger(Application[UUID]):
             for aggregate_id, aggregate in processing_event.aggregates.items():
                 if isinstance(aggregate, Account):
                     cache.put(aggregate_id, deepcopy(aggregate))
+        if self.group_committer is not None:
+            # A write that bypassed the writer makes its copies of these accounts stale.
+            self.group_committer.forget_unless_writer(processing_event.aggregates)
         return recordings
 
     def _take_snapshots(self, processing_event: Any) -> None:

@@ -7,6 +7,7 @@ Method: extract the bash block between the ``tour:cli`` markers and run it with 
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
@@ -37,3 +38,21 @@ def test_readme_cli_tour_runs_as_pasted(tmp_path: Path) -> None:
     # Alice: 100000 - 2500 rent - 7000 captured; the same after the replayed second run.
     assert '"balance": 9500' in second  # Bob, printed as JSON
     assert "90500" in first and "90500" in second
+
+
+def test_accounts_list_catches_the_view_up_first(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("EVENTLEDGER_")}
+    env["EVENTLEDGER_DATABASE_URL"] = f"sqlite:///{tmp_path / 'l.db'}"
+    command = [str(ROOT / ".venv/bin/eventledger")]
+
+    def run(*args: str) -> str:
+        done = subprocess.run(
+            [*command, *args], env=env, capture_output=True, text=True, timeout=60
+        )
+        assert done.returncode == 0, done.stderr
+        return done.stdout
+
+    run("accounts", "open", "EUR", "--name", "listed")
+    listed = json.loads(run("accounts", "list", "--currency", "EUR", "--json"))
+    names = sorted(account["name"] for account in listed["accounts"])
+    assert names == ["listed", "world:EUR"]
