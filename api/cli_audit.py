@@ -16,7 +16,6 @@ import typer
 from eventsourcing.persistence import PersistenceError
 from psycopg import Error as PsycopgError
 from pydantic import ValidationError
-from rich.console import Console
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
@@ -31,6 +30,7 @@ from rich.progress import (
 from rich.table import Table
 from rich.text import Text
 
+from api.cli_support import DatabaseOption, JsonOption, fail, stderr, stdout
 from infrastructure.hashing import parse_digest
 from infrastructure.persistence import build_ledger
 from infrastructure.settings import Settings
@@ -41,20 +41,12 @@ from projections.audit_verify import VerifyResult
 audit_app = typer.Typer(
     help="Digest of the hash chain; verification of the whole log.", no_args_is_help=True
 )
-stdout = Console(soft_wrap=True)
-stderr = Console(stderr=True, soft_wrap=True)
 PROBLEMS_SHOWN_MAX = 20
-
-DatabaseOption = Annotated[
-    str | None,
-    typer.Option("--database", help="Database URL; default EVENTLEDGER_DATABASE_URL."),
-]
-JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")]
 
 
 def _fail(message: str, code: int = 2) -> typer.Exit:
-    stderr.print(f"[red]error:[/red] {message}", highlight=False)
-    return typer.Exit(code)
+    """Audit commands exit 2 on bad input or an unreachable store, 1 on problems found."""
+    return fail(message, code)
 
 
 @contextmanager

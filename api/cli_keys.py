@@ -15,21 +15,13 @@ import typer
 from eventsourcing.persistence import PersistenceError
 from psycopg import Error as PsycopgError
 from pydantic import ValidationError
-from rich.console import Console
 from rich.table import Table
 
+from api.cli_support import DatabaseOption, JsonOption, fail, stdout
 from api.keystore import NAME_LENGTH_MAX, SCOPES, KeyRecord, KeyStore, build_keystore, create_key
 from infrastructure.settings import Settings
 
 keys_app = typer.Typer(help="Create, list and revoke API keys.", no_args_is_help=True)
-stdout = Console(soft_wrap=True)
-stderr = Console(stderr=True, soft_wrap=True)
-
-DatabaseOption = Annotated[
-    str | None,
-    typer.Option("--database", help="Database URL; default EVENTLEDGER_DATABASE_URL."),
-]
-JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")]
 
 
 @contextmanager
@@ -37,13 +29,13 @@ def open_keystore(database: str | None) -> Iterator[KeyStore]:
     try:
         settings = Settings() if database is None else Settings(database_url=database)
     except ValidationError as error:
-        raise _fail(f"invalid setting: {error.errors()[0]['msg']}", 2) from None
+        raise fail(f"invalid setting: {error.errors()[0]['msg']}", 2) from None
     if settings.database.kind == "memory":
-        raise _fail("memory:// keys live inside the server process; use sqlite or postgresql", 2)
+        raise fail("memory:// keys live inside the server process; use sqlite or postgresql", 2)
     try:
         keystore = build_keystore(settings)
     except (PersistenceError, PsycopgError, OSError) as error:
-        raise _fail(f"cannot open {settings.database!r}: {error}") from None
+        raise fail(f"cannot open {settings.database!r}: {error}") from None
     try:
         yield keystore
     finally:
@@ -63,9 +55,9 @@ def keys_create(
     """Create a key and print it once; store only its salted hash."""
     unknown = sorted(set(scope) - set(SCOPES))
     if unknown:
-        raise _fail(f"unknown scope {', '.join(unknown)}; choose from {', '.join(SCOPES)}", 2)
+        raise fail(f"unknown scope {', '.join(unknown)}; choose from {', '.join(SCOPES)}", 2)
     if len(name) > NAME_LENGTH_MAX:
-        raise _fail(f"--name is at most {NAME_LENGTH_MAX} characters", 2)
+        raise fail(f"--name is at most {NAME_LENGTH_MAX} characters", 2)
     with open_keystore(database) as keystore:
         key, record = create_key(keystore, scope, name)
     if as_json:
@@ -105,7 +97,7 @@ def keys_revoke(
     with open_keystore(database) as keystore:
         revoked = keystore.revoke(key_id, datetime.now(UTC))
     if not revoked:
-        raise _fail(f"no active key {key_id}")
+        raise fail(f"no active key {key_id}")
     stdout.print(f"revoked key {key_id}")
 
 
@@ -117,8 +109,3 @@ def _jsonable(record: KeyRecord) -> dict[str, object]:
         "created_at": record.created_at.isoformat(),
         "revoked_at": record.revoked_at.isoformat() if record.revoked_at else None,
     }
-
-
-def _fail(message: str, code: int = 1) -> typer.Exit:
-    stderr.print(f"[red]error:[/red] {message}", highlight=False)
-    return typer.Exit(code)

@@ -21,7 +21,6 @@ from typing import Annotated
 import typer
 from eventsourcing.persistence import PersistenceError
 from pydantic import ValidationError
-from rich.console import Console
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
@@ -32,6 +31,7 @@ from rich.progress import (
 )
 from rich.table import Table
 
+from api.cli_support import JsonOption, fail, stderr, stdout
 from domain.ledger import Ledger
 from infrastructure.persistence import build_ledger
 from infrastructure.settings import Settings
@@ -45,8 +45,6 @@ from projections.runner import ProjectionRunner
 projections_app = typer.Typer(
     help="Run, inspect and rebuild the read models.", no_args_is_help=True
 )
-stdout = Console(soft_wrap=True)
-stderr = Console(stderr=True, soft_wrap=True)
 
 NamesArgument = Annotated[
     list[str] | None,
@@ -63,12 +61,6 @@ ViewsDatabaseOption = Annotated[
         help="Views database URL; default EVENTLEDGER_VIEWS_DATABASE_URL, else beside the events.",
     ),
 ]
-JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")]
-
-
-def _fail(message: str, code: int = 1) -> typer.Exit:
-    stderr.print(f"[red]error:[/red] {message}", highlight=False)
-    return typer.Exit(code)
 
 
 def _settings(database: str | None, views_database: str | None, **overrides: object) -> Settings:
@@ -78,25 +70,25 @@ def _settings(database: str | None, views_database: str | None, **overrides: obj
     except ValidationError as error:
         first = error.errors()[0]
         field = ".".join(str(part) for part in first["loc"])
-        raise _fail(f"invalid setting {field}: {first['msg']}", 2) from None
+        raise fail(f"invalid setting {field}: {first['msg']}", 2) from None
 
 
 def _projections(names: list[str] | None) -> list[Projection]:
     try:
         return select_projections(names or ())
     except ValueError as error:
-        raise _fail(str(error), 2) from None
+        raise fail(str(error), 2) from None
 
 
 @contextmanager
 def _open(settings: Settings) -> Iterator[tuple[Ledger, ViewStore]]:
     if settings.database.kind == "memory":
-        raise _fail("memory:// lives inside one process; use sqlite:/// or postgresql://", 2)
+        raise fail("memory:// lives inside one process; use sqlite:/// or postgresql://", 2)
     try:
         ledger = build_ledger(settings)
         store = ViewStore.from_settings(settings)
     except (PersistenceError, OSError, ValueError) as error:
-        raise _fail(f"cannot open the databases: {error}") from None
+        raise fail(f"cannot open the databases: {error}") from None
     try:
         yield ledger, store
     finally:
@@ -147,7 +139,7 @@ def run(
         )
         while not stop.wait(0.5):
             if not runner.is_alive:
-                raise _fail("the follower stopped; see the log above")
+                raise fail("the follower stopped; see the log above")
         runner.stop()
 
 
@@ -195,7 +187,7 @@ def rebuild_command(
                 ledger, store, projections, batch_size=batch_size, progress=on_progress
             )
         except KeyboardInterrupt:
-            raise _fail("interrupted; run the same command again to resume", 130) from None
+            raise fail("interrupted; run the same command again to resume", 130) from None
     summary = {**asdict(report), "events_per_second": round(report.events_per_second)}
     if as_json:
         print(json.dumps(summary, indent=2))

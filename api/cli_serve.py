@@ -15,14 +15,13 @@ from typing import Annotated, Any
 import typer
 from eventsourcing.persistence import PersistenceError
 from pydantic import ValidationError
-from rich.console import Console
 
 from api.auth import may_run_open
+from api.cli_support import fail
 from api.keystore import build_keystore
 from infrastructure.persistence import build_ledger
 from infrastructure.settings import Settings
 
-stderr = Console(stderr=True, soft_wrap=True)
 FACTORY = "api.app:create_app_from_environment"
 
 
@@ -68,7 +67,7 @@ def serve(
         uvicorn.run(create_app(settings), host=settings.host, port=settings.port)
         return
     if settings.database.kind == "memory":
-        raise _fail("memory:// is per process: use one worker, or sqlite/postgresql", 2)
+        raise fail("memory:// is per process: use one worker, or sqlite/postgresql", 2)
     for name, value in overrides.items():
         os.environ[f"EVENTLEDGER_{name.upper()}"] = str(value)
     uvicorn.run(
@@ -82,7 +81,7 @@ def _settings(overrides: dict[str, Any]) -> Settings:
     except ValidationError as error:
         first = error.errors()[0]
         field = ".".join(str(part) for part in first["loc"])
-        raise _fail(f"invalid setting {field}: {first['msg']}", 2) from None
+        raise fail(f"invalid setting {field}: {first['msg']}", 2) from None
 
 
 def _check_store_and_keys(settings: Settings) -> None:
@@ -90,19 +89,14 @@ def _check_store_and_keys(settings: Settings) -> None:
         build_ledger(settings).close()
         keystore = build_keystore(settings)
     except (PersistenceError, OSError) as error:
-        raise _fail(f"cannot open {settings.database!r}: {error}") from None
+        raise fail(f"cannot open {settings.database!r}: {error}") from None
     try:
         has_keys = keystore.has_active()
     finally:
         keystore.close()
     if not has_keys and not may_run_open(settings):
-        raise _fail(
+        raise fail(
             f"no API key exists and {settings.host} is not a loopback address; create one "
             "with `eventledger keys create --scope admin`, or pass --insecure-no-auth",
             2,
         )
-
-
-def _fail(message: str, code: int = 1) -> typer.Exit:
-    stderr.print(f"[red]error:[/red] {message}", highlight=False)
-    return typer.Exit(code)
