@@ -58,6 +58,19 @@ def postgres_url(postgres_schema: str) -> str:
     return f"{POSTGRES_BASE_URL}?schema={postgres_schema}"
 
 
+@pytest.fixture
+def fresh_postgres_url(postgres_schema: str) -> Iterator[str]:
+    """A PostgreSQL schema of this test's own, dropped afterwards."""
+    schema = f"{postgres_schema}_{secrets.token_hex(3)}"
+    yield f"{POSTGRES_BASE_URL}?schema={schema}"
+    with psycopg.connect(
+        host="127.0.0.1", port=5432, user="postgres", dbname="test", autocommit=True
+    ) as connection:
+        connection.execute(
+            sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(schema))
+        )
+
+
 def database_url_for(store: str, tmp_path: Path, request: pytest.FixtureRequest) -> str:
     if store == "memory":
         return "memory://"

@@ -4,18 +4,14 @@ every test, so a key created there would close the open mode for all of them).""
 
 from __future__ import annotations
 
-import secrets
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-import psycopg
 import pytest
 from fastapi.testclient import TestClient
-from psycopg import sql
 
 from api.app import create_app
 from infrastructure.settings import Settings
-from tests.conftest import POSTGRES_BASE_URL
 
 MakeClient = Callable[..., TestClient]
 
@@ -43,19 +39,6 @@ def make_client(settings: Settings) -> Iterator[MakeClient]:
 @pytest.fixture
 def client(make_client: MakeClient) -> TestClient:
     return make_client()
-
-
-@pytest.fixture
-def fresh_postgres_url(postgres_schema: str) -> Iterator[str]:
-    """A PostgreSQL schema of this test's own, dropped afterwards."""
-    schema = f"{postgres_schema}_{secrets.token_hex(3)}"
-    yield f"{POSTGRES_BASE_URL}?schema={schema}"
-    with psycopg.connect(
-        host="127.0.0.1", port=5432, user="postgres", dbname="test", autocommit=True
-    ) as connection:
-        connection.execute(
-            sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(schema))
-        )
 
 
 @pytest.fixture
