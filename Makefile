@@ -18,10 +18,16 @@ serve: $(STAMP)
 test: $(STAMP)
 	$(BIN)/python -m pytest -q
 
-# The HTTP bank workloads with faults for minutes (SOAK_SECONDS each, default 300).
+# The fault tests for minutes: the HTTP bank workloads (SOAK_SECONDS each), the SQLite
+# crash loop (SOAK_KILLS kills) and the PostgreSQL crash (SOAK_PG_RESTARTS crashes).
 SOAK_SECONDS ?= 300
+SOAK_KILLS ?= 1000
+SOAK_PG_RESTARTS ?= 20
 soak: $(STAMP)
-	HTTP_BANK_SECONDS=$(SOAK_SECONDS) $(BIN)/python -m pytest -q -s tests/reliability/test_http_bank.py
+	HTTP_BANK_SECONDS=$(SOAK_SECONDS) CRASH_LOOP_KILLS=$(SOAK_KILLS) \
+	PG_RESTART_ROUNDS=$(SOAK_PG_RESTARTS) $(BIN)/python -m pytest -q -s \
+	  tests/reliability/test_http_bank.py tests/reliability/test_crash_loop.py \
+	  tests/reliability/test_postgres_restart.py
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/run_all.py

@@ -49,7 +49,8 @@ from infrastructure.settings import Settings
 from tests.reliability.crash_worker import WRITER_THREADS
 
 ROOT = Path(__file__).resolve().parents[2]
-KILLS = 50
+# `make soak` raises it through CRASH_LOOP_KILLS.
+KILLS = int(os.environ.get("CRASH_LOOP_KILLS", "50"))
 PLANTED_KILLS = 10
 WRITE_SECONDS = (0.05, 0.4)
 LINE_TIMEOUT_SECONDS = 30

@@ -39,6 +39,8 @@ from infrastructure.persistence import build_ledger
 from infrastructure.settings import Settings
 
 WRITERS = 4
+# `make soak` crashes the cluster more times through PG_RESTART_ROUNDS.
+ROUNDS = int(os.environ.get("PG_RESTART_ROUNDS", "1"))
 WRITE_BEFORE_CRASH_SECONDS = 1.0
 DOWN_SECONDS = 1.0
 WRITE_AFTER_RESTART_SECONDS = 2.0
@@ -109,12 +111,13 @@ def test_acknowledged_transfers_survive_an_immediate_stop(fresh_postgres_url: st
     try:
         for thread in threads:
             thread.start()
-        time.sleep(WRITE_BEFORE_CRASH_SECONDS)
-        _pg_ctl(version, "stop", "-m", "immediate")
-        time.sleep(DOWN_SECONDS)
-        _pg_ctl(version, "start")
-        _wait_until_ready()
-        restarted.set()
+        for _ in range(ROUNDS):
+            time.sleep(WRITE_BEFORE_CRASH_SECONDS)
+            _pg_ctl(version, "stop", "-m", "immediate")
+            time.sleep(DOWN_SECONDS)
+            _pg_ctl(version, "start")
+            _wait_until_ready()
+            restarted.set()
         time.sleep(WRITE_AFTER_RESTART_SECONDS)
     finally:
         stop.set()
