@@ -123,9 +123,7 @@ def prepare_database(settings: Settings) -> None:
             )
 
 
-def build_ledger(
-    settings: Settings, *, clock: Callable[[], datetime] | None = None
-) -> Ledger:
+def build_ledger(settings: Settings, *, clock: Callable[[], datetime] | None = None) -> Ledger:
     """A Ledger on the store ``settings`` name, tables created, durability checked.
 
     ``clock`` decides when pending transfers expire; tests inject one.
