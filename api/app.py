@@ -21,7 +21,7 @@ from fastapi import FastAPI
 from api.auth import may_run_open
 from api.errors import install_error_handlers, move_problems_to_problem_json
 from api.header_limit import HeaderSizeLimit
-from api.keystore import build_keystore
+from api.keystore import ActiveKeys, build_keystore
 from api.metrics import Metrics
 from api.middleware import BodySizeLimit, RequestMetrics
 from api.openapi_replays import document_replays
@@ -96,6 +96,7 @@ def _lifespan_with(
         try:
             await to_thread.run_sync(_check_open_mode, settings, keystore.has_active())
             app.state.keystore = keystore
+            app.state.active_keys = ActiveKeys(keystore)
             app.state.ledger = ledger = await to_thread.run_sync(build_ledger, settings)
             try:
                 async with AsyncExitStack() as stack:

@@ -13,10 +13,11 @@ from collections.abc import Callable
 from typing import Annotated
 
 from fastapi import Depends, Request
+from fastapi.concurrency import run_in_threadpool
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from api.errors import Problem
-from api.keystore import SCOPES, KeyRecord, KeyStore, authenticate
+from api.keystore import SCOPES, ActiveKeys, KeyRecord, KeyStore, authenticate
 from api.ratelimit import enforce_rate_limit
 from infrastructure.settings import Settings
 
@@ -39,7 +40,7 @@ def may_run_open(settings: Settings) -> bool:
     return is_loopback(settings.host) or settings.insecure_no_auth
 
 
-def get_keystore(request: Request) -> KeyStore:
+async def get_keystore(request: Request) -> KeyStore:
     keystore: KeyStore = request.app.state.keystore
     return keystore
 
@@ -51,9 +52,17 @@ def require_scope(scope: str) -> Callable[..., KeyRecord | None]:
     """A dependency that answers 401 without a valid key and 403 without ``scope``."""
     assert scope in SCOPES, scope
 
-    def check(request: Request, credentials: BearerDep, keystore: KeyStoreDep) -> KeyRecord | None:
+    async def check(
+        request: Request, credentials: BearerDep, keystore: KeyStoreDep
+    ) -> KeyRecord | None:
+        # Async, so a request reaches the thread pool only for a key lookup: the
+        # open-mode question is answered from a cache refreshed at most once a second.
         if credentials is None:
-            if not keystore.has_active() and may_run_open(request.app.state.settings):
+            active_keys: ActiveKeys = request.app.state.active_keys
+            has_active = active_keys.cached()
+            if has_active is None:
+                has_active = await run_in_threadpool(active_keys.refresh)
+            if not has_active and may_run_open(request.app.state.settings):
                 enforce_rate_limit(request, None)
                 return None
             raise Problem(
@@ -62,7 +71,7 @@ def require_scope(scope: str) -> Callable[..., KeyRecord | None]:
                 "send an API key: Authorization: Bearer <key>",
                 headers=CHALLENGE,
             )
-        record = authenticate(keystore, credentials.credentials)
+        record = await run_in_threadpool(authenticate, keystore, credentials.credentials)
         if record is None:
             raise Problem(
                 401, "unauthorized", "the API key is not valid or was revoked", headers=CHALLENGE

@@ -18,28 +18,31 @@ from domain.ledger import Ledger
 from domain.views import AccountView, TransferView
 from infrastructure.settings import Settings
 
+# The getters below are ``async`` although they await nothing: a plain ``def``
+# dependency costs every request a round trip through the thread pool.
+
 IDEMPOTENCY_KEY_LENGTH_MAX = 255
 # Transfer id = uuid5(IDEMPOTENCY_NAMESPACE, Idempotency-Key): clients can compute it.
 IDEMPOTENCY_NAMESPACE = uuid5(NAMESPACE_URL, "eventledger:idempotency-key")
 _ETAG = re.compile(r'^"(\d{1,18})"$')
 
 
-def get_ledger(request: Request) -> Ledger:
+async def get_ledger(request: Request) -> Ledger:
     ledger: Ledger = request.app.state.ledger
     return ledger
 
 
-def get_settings(request: Request) -> Settings:
+async def get_settings(request: Request) -> Settings:
     settings: Settings = request.app.state.settings
     return settings
 
 
-def get_metrics(request: Request) -> Metrics:
+async def get_metrics(request: Request) -> Metrics:
     metrics: Metrics = request.app.state.metrics
     return metrics
 
 
-def get_idempotency_key(
+async def get_idempotency_key(
     idempotency_key: Annotated[
         str | None,
         Header(
@@ -53,7 +56,7 @@ def get_idempotency_key(
     return idempotency_key
 
 
-def get_expected_version(
+async def get_expected_version(
     if_match: Annotated[
         str | None,
         Header(max_length=40, description='The ETag of the version you read, like "3".'),

@@ -15,6 +15,7 @@ import re
 import secrets
 import sqlite3
 import threading
+import time
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
@@ -166,6 +167,31 @@ def _row(record: KeyRecord) -> tuple[Any, ...]:
         record.salt,
         record.digest,
     )
+
+
+class ActiveKeys:
+    """Whether any unrevoked key exists, read from the store at most once per TTL.
+
+    Asked on every request without a key, to decide whether the API is open. The
+    first key created (or the last one revoked) takes effect within ``ttl_seconds``.
+    """
+
+    def __init__(self, keystore: KeyStore, ttl_seconds: float = 1.0) -> None:
+        self.keystore = keystore
+        self.ttl_seconds = ttl_seconds
+        self._answer: tuple[float, bool] | None = None
+
+    def cached(self) -> bool | None:
+        """The last answer if still fresh, else None."""
+        answer = self._answer
+        if answer is None or time.monotonic() >= answer[0]:
+            return None
+        return answer[1]
+
+    def refresh(self) -> bool:
+        has_active = self.keystore.has_active()
+        self._answer = (time.monotonic() + self.ttl_seconds, has_active)
+        return has_active
 
 
 class SQLiteKeyStore:

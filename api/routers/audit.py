@@ -62,12 +62,12 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         views.close()
 
 
-def get_audit(request: Request) -> Audit:
+async def get_audit(request: Request) -> Audit:
     audit: Audit = request.app.state.audit
     return audit
 
 
-def get_verify_lock(request: Request) -> threading.Lock:
+async def get_verify_lock(request: Request) -> threading.Lock:
     lock: threading.Lock = request.app.state.audit_verify_lock
     return lock
 

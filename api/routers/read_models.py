@@ -69,7 +69,7 @@ def build_runner(settings: Settings, ledger: Ledger, store: ViewStore) -> Projec
     )
 
 
-def get_read_models(request: Request) -> ReadModels:
+async def get_read_models(request: Request) -> ReadModels:
     read_models: ReadModels = request.app.state.read_models
     return read_models
 

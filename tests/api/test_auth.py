@@ -9,8 +9,10 @@ commands themselves.
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
+from uuid import uuid4
 
 import pytest
 from fastapi.testclient import TestClient
@@ -130,3 +132,19 @@ def test_keys_commands_create_list_and_revoke(fresh_settings: Settings, store: s
         assert_problem(response, 401, "unauthorized")
     bad_scope = runner.invoke(cli_app, ["keys", "create", "--scope", "root", *database])
     assert bad_scope.exit_code == 2
+
+
+def test_open_mode_sees_a_new_key_within_its_ttl(fresh_settings: Settings) -> None:
+    """Requests without a key ask a cache whether any key exists (so they skip the
+    thread pool); a key created meanwhile closes the open mode within the TTL."""
+    with TestClient(create_app(fresh_settings)) as client:
+        active_keys = client.app.state.active_keys  # type: ignore[attr-defined]
+        active_keys.ttl_seconds = 0.2
+        unknown = f"/v1/transfers/{uuid4()}"
+        assert client.get(unknown).status_code == 404  # open: no key yet, so it looks
+        create_key(keystore_of(client), ["read"])
+        deadline = time.monotonic() + 5
+        while client.get(unknown).status_code == 404:
+            assert time.monotonic() < deadline, "the new key never closed the open mode"
+            time.sleep(0.05)
+        assert client.get(unknown).status_code == 401
