@@ -9,7 +9,7 @@ address, or started with ``--insecure-no-auth``.
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Annotated
 
 from fastapi import Depends, Request
@@ -48,7 +48,7 @@ async def get_keystore(request: Request) -> KeyStore:
 KeyStoreDep = Annotated[KeyStore, Depends(get_keystore)]
 
 
-def require_scope(scope: str) -> Callable[..., KeyRecord | None]:
+def require_scope(scope: str) -> Callable[..., Awaitable[KeyRecord | None]]:
     """A dependency that answers 401 without a valid key and 403 without ``scope``."""
     assert scope in SCOPES, scope
 
