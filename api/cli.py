@@ -165,40 +165,27 @@ def render_account_page(page: Any) -> None:
         stdout.print(f"more: --cursor {page.next_cursor}", highlight=False)
 
 
-@app.command()
-def deposit(
-    account_id: UUID,
-    amount: Annotated[int, typer.Argument(help="Minor units (cents).")],
-    description: DescriptionOption = "",
-    metadata: MetadataOption = None,
-    transfer_id: IdOption = None,
-    database: DatabaseOption = None,
-    as_json: JsonOption = False,
-) -> None:
-    """Move money into an account from the outside world."""
-    with open_ledger(database) as ledger:
-        transfer = ledger.deposit(
-            account_id, amount, description, parse_metadata(metadata), transfer_id
-        )
-    emit(transfer, as_json, render_transfer)
+def _money_command(name: str, help_text: str) -> None:
+    """``deposit`` or ``withdraw``: a transfer between an account and the world."""
+
+    @app.command(name=name, help=help_text)
+    def command(
+        account_id: UUID,
+        amount: Annotated[int, typer.Argument(help="Minor units (cents).")],
+        description: DescriptionOption = "",
+        metadata: MetadataOption = None,
+        transfer_id: IdOption = None,
+        database: DatabaseOption = None,
+        as_json: JsonOption = False,
+    ) -> None:
+        with open_ledger(database) as ledger:
+            move = ledger.deposit if name == "deposit" else ledger.withdraw
+            transfer = move(account_id, amount, description, parse_metadata(metadata), transfer_id)
+        emit(transfer, as_json, render_transfer)
 
 
-@app.command()
-def withdraw(
-    account_id: UUID,
-    amount: Annotated[int, typer.Argument(help="Minor units (cents).")],
-    description: DescriptionOption = "",
-    metadata: MetadataOption = None,
-    transfer_id: IdOption = None,
-    database: DatabaseOption = None,
-    as_json: JsonOption = False,
-) -> None:
-    """Move money out of an account to the outside world."""
-    with open_ledger(database) as ledger:
-        transfer = ledger.withdraw(
-            account_id, amount, description, parse_metadata(metadata), transfer_id
-        )
-    emit(transfer, as_json, render_transfer)
+_money_command("deposit", "Move money into an account from the outside world.")
+_money_command("withdraw", "Move money out of an account to the outside world.")
 
 
 @app.command()

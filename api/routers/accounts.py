@@ -129,48 +129,35 @@ _lifecycle_route("unfreeze", "Unfreeze a frozen account")
 _lifecycle_route("close", "Close an empty account for good")
 
 
-@router.post(
-    "/{account_id}/deposits",
-    status_code=201,
-    response_model=TransferOut,
-    dependencies=[WriteAccess],
-    responses=problem_responses(*WRITE_PROBLEMS),
-    summary="Move money in from the world account",
-)
-def deposit(
-    account_id: UUID,
-    body: MoveMoney,
-    request: Request,
-    response: Response,
-    ledger: LedgerDep,
-    metrics: MetricsDep,
-    idempotency_key: IdempotencyKeyDep,
-) -> TransferView:
-    transfer_id = request.state.transfer_id = command_id(body.id, idempotency_key)
-    view = ledger.deposit(account_id, body.amount, body.description, body.metadata, transfer_id)
-    return answer_transfer(response, view, metrics)
+def _money_route(path: str, name: str, summary: str) -> None:
+    """POST /v1/accounts/{id}/deposits or /withdrawals: a transfer with the world."""
+
+    @router.post(
+        f"/{{account_id}}/{path}",
+        status_code=201,
+        response_model=TransferOut,
+        dependencies=[WriteAccess],
+        responses=problem_responses(*WRITE_PROBLEMS),
+        summary=summary,
+        name=name,
+    )
+    def command(
+        account_id: UUID,
+        body: MoveMoney,
+        request: Request,
+        response: Response,
+        ledger: LedgerDep,
+        metrics: MetricsDep,
+        idempotency_key: IdempotencyKeyDep,
+    ) -> TransferView:
+        transfer_id = request.state.transfer_id = command_id(body.id, idempotency_key)
+        move = ledger.deposit if name == "deposit" else ledger.withdraw
+        view = move(account_id, body.amount, body.description, body.metadata, transfer_id)
+        return answer_transfer(response, view, metrics)
 
 
-@router.post(
-    "/{account_id}/withdrawals",
-    status_code=201,
-    response_model=TransferOut,
-    dependencies=[WriteAccess],
-    responses=problem_responses(*WRITE_PROBLEMS),
-    summary="Move money out to the world account",
-)
-def withdraw(
-    account_id: UUID,
-    body: MoveMoney,
-    request: Request,
-    response: Response,
-    ledger: LedgerDep,
-    metrics: MetricsDep,
-    idempotency_key: IdempotencyKeyDep,
-) -> TransferView:
-    transfer_id = request.state.transfer_id = command_id(body.id, idempotency_key)
-    view = ledger.withdraw(account_id, body.amount, body.description, body.metadata, transfer_id)
-    return answer_transfer(response, view, metrics)
+_money_route("deposits", "deposit", "Move money in from the world account")
+_money_route("withdrawals", "withdraw", "Move money out to the world account")
 
 
 @router.get(
