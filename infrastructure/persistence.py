@@ -100,15 +100,7 @@ def _postgres_env(settings: Settings, database: DatabaseUrl) -> dict[str, str]:
 
 def postgres_connect(database: DatabaseUrl, **kwargs: object) -> psycopg.Connection:
     """A plain psycopg connection to the database the URL names."""
-    return psycopg.connect(
-        host=database.host,
-        port=database.port,
-        user=database.user,
-        password=database.password,
-        dbname=database.dbname,
-        connect_timeout=5,
-        **kwargs,  # type: ignore[arg-type]
-    )
+    return psycopg.connect(**database.connection_kwargs(), **kwargs)  # type: ignore[arg-type]
 
 
 def prepare_database(settings: Settings) -> None:

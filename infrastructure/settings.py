@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from pydantic import Field, SecretStr, field_validator
@@ -110,6 +110,18 @@ class DatabaseUrl:
         self.password = password
         self.dbname = dbname
         self.schema = schema
+
+    def connection_kwargs(self) -> dict[str, Any]:
+        """psycopg connection arguments for a ``postgresql://`` URL."""
+        assert self.kind == "postgresql", self.kind
+        return {
+            "host": self.host,
+            "port": self.port,
+            "user": self.user,
+            "password": self.password,
+            "dbname": self.dbname,
+            "connect_timeout": 5,
+        }
 
     def __repr__(self) -> str:
         # Never print the password.

@@ -243,12 +243,7 @@ class ViewStore:
         if schema and database.schema:
             options += f" -c search_path={database.schema}"
         return psycopg.connect(
-            host=database.host,
-            port=database.port,
-            user=database.user,
-            password=database.password,
-            dbname=database.dbname,
-            connect_timeout=5,
+            **database.connection_kwargs(),
             autocommit=True,
             options=options,
             application_name="eventledger-views",
@@ -332,12 +327,7 @@ class ViewStore:
                         options += f" -c search_path={database.schema}"
                     self._read_pool = ConnectionPool(
                         kwargs=dict(
-                            host=database.host,
-                            port=database.port,
-                            user=database.user,
-                            password=database.password,
-                            dbname=database.dbname,
-                            connect_timeout=5,
+                            **database.connection_kwargs(),
                             autocommit=True,
                             options=options,
                             application_name="eventledger-views-read",

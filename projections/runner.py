@@ -70,12 +70,7 @@ class PostgresListener:
     def _listen(self) -> None:
         database = self.database
         with psycopg.connect(
-            host=database.host,
-            port=database.port,
-            user=database.user,
-            password=database.password,
-            dbname=database.dbname,
-            connect_timeout=5,
+            **database.connection_kwargs(),
             autocommit=True,
             application_name="eventledger-projections-listen",
         ) as connection:
