@@ -12,6 +12,7 @@ from fastapi.testclient import TestClient
 
 from api.app import create_app
 from infrastructure.settings import Settings
+from tests.api.support import deposit, open_account
 
 MakeClient = Callable[..., TestClient]
 
@@ -53,3 +54,11 @@ def fresh_settings(store: str, tmp_path: Path, request: pytest.FixtureRequest) -
     if "run_projections" in Settings.model_fields:
         return Settings(database_url=url, run_projections=False)
     return Settings(database_url=url)
+
+
+@pytest.fixture
+def accounts(client: TestClient) -> Iterator[tuple[str, str]]:
+    """Alice with 1000, Bob with nothing, for tests that must leave them unchanged."""
+    alice, bob = open_account(client), open_account(client)
+    deposit(client, alice, 1000)
+    yield alice, bob

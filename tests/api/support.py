@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+from collections.abc import Sequence
 from typing import Any
 
 import httpx
@@ -54,3 +56,40 @@ def assert_problem(response: httpx.Response, status: int, code: str) -> dict[str
     assert body["status"] == status and body["code"] == code, body
     assert body["type"].endswith(code)
     return body
+
+
+ANSWER_SECONDS_MAX = 2.5
+ECHO_FRAGMENTS = (b"9" * 50, b"d" * 50, b"k" * 50, b"DROP TABLE")
+
+
+def hostile_failures(
+    client: Any,
+    table: Sequence[tuple[str, str | bytes, str | None, int, str]],
+    alice: str,
+    bob: str,
+) -> list[str]:
+    """Posts each hostile transfer body of ``table``; returns what went wrong, by name.
+
+    Each must be a fast, small problem with the expected status and code that echoes
+    none of the input, and the event store must not move.
+    """
+    ledger = client.app.state.ledger
+    head_before = ledger.head_position()
+    failures = []
+    for name, template, content_type, status, code in table:
+        content = template.encode() if isinstance(template, str) else template
+        content = content.replace(b"%(a)s", alice.encode()).replace(b"%(b)s", bob.encode())
+        headers = {"Content-Type": content_type} if content_type else {}
+        started = time.perf_counter()
+        response = client.post("/v1/transfers", content=content, headers=headers)
+        elapsed = time.perf_counter() - started
+        try:
+            assert_problem(response, status, code)
+            assert elapsed < ANSWER_SECONDS_MAX, f"took {elapsed:.2f} s"
+            assert len(response.content) < 3000, "answer too long"
+            for fragment in ECHO_FRAGMENTS:
+                assert fragment not in response.content, "input echoed"
+            assert ledger.head_position() == head_before, "the store changed"
+        except AssertionError as error:
+            failures.append(f"{name}: {error}")
+    return failures

@@ -14,13 +14,12 @@ from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from uuid import uuid4
 
-import pytest
 from fastapi.testclient import TestClient
 
 from api.errors import HTTP_STATUS_CODES, status_for
 from domain import errors
 from tests.api.conftest import MakeClient
-from tests.api.support import assert_problem, balance, deposit, open_account
+from tests.api.support import assert_problem, balance, hostile_failures, open_account
 
 JSON = "application/json"
 TEMPLATE = (
@@ -76,34 +75,12 @@ HOSTILE_BODIES: list[tuple[str, str | bytes, str | None, int, str]] = [
 ]  # fmt: skip
 
 
-@pytest.fixture
-def accounts(client: TestClient) -> Iterator[tuple[str, str]]:
-    alice, bob = open_account(client), open_account(client)
-    deposit(client, alice, 1000)
-    yield alice, bob
-
-
 def test_hostile_bodies_are_small_problems_and_record_nothing(
     client: TestClient, accounts: tuple[str, str]
 ) -> None:
     """One app per store runs the whole table; a failing case is named in the report."""
     alice, bob = accounts
-    ledger = client.app.state.ledger  # type: ignore[attr-defined]
-    head_before = ledger.head_position()
-    failures = []
-    for name, template, content_type, status, code in HOSTILE_BODIES:
-        content = template.encode() if isinstance(template, str) else template
-        content = content.replace(b"%(a)s", alice.encode()).replace(b"%(b)s", bob.encode())
-        headers = {"Content-Type": content_type} if content_type else {}
-        response = client.post("/v1/transfers", content=content, headers=headers)
-        try:
-            assert_problem(response, status, code)
-            assert len(response.content) < 3000, "answer too long"
-            for fragment in (b"9" * 50, b"d" * 50, b"k" * 50):
-                assert fragment not in response.content, "input echoed"
-            assert ledger.head_position() == head_before, "the store changed"
-        except AssertionError as error:
-            failures.append(f"{name}: {error}")
+    failures = hostile_failures(client, HOSTILE_BODIES, alice, bob)
     assert not failures, "\n".join(failures)
     assert (balance(client, alice), balance(client, bob)) == (1000, 0)
 
