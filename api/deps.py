@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import re
 from typing import Annotated
-from uuid import NAMESPACE_URL, UUID, uuid4, uuid5
+from uuid import NAMESPACE_URL, UUID, uuid5
 
 from fastapi import Depends, Header, Request, Response
 
 from api.errors import Problem
 from api.metrics import Metrics
+from domain.ids import new_id
 from domain.ledger import Ledger
 from domain.views import AccountView, TransferView
 from infrastructure.settings import Settings
@@ -84,7 +85,7 @@ def command_id(body_id: UUID | None, idempotency_key: str | None, suffix: str = 
         return body_id
     if idempotency_key is not None:
         return uuid5(IDEMPOTENCY_NAMESPACE, idempotency_key + suffix)
-    return uuid4()
+    return new_id()
 
 
 def etag(version: int) -> str:

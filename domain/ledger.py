@@ -11,13 +11,14 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from datetime import datetime
 from typing import Any, cast
-from uuid import UUID, uuid4
+from uuid import UUID
 
 from eventsourcing.utils import EnvType
 
 from domain.account import Account
 from domain.errors import AccountNotFound, IdempotencyKeyReused, InvalidRequest, VersionMismatch
 from domain.group_commit import GroupCommitter
+from domain.ids import new_id
 from domain.limits import check_metadata, check_text
 from domain.money import check_currency, world_account_id
 from domain.settlement import LedgerSettlement
@@ -75,7 +76,7 @@ class Ledger(LedgerSettlement):
         checked_metadata = check_metadata(metadata)
         if not isinstance(overdraft_limit, int) or not 0 <= overdraft_limit <= 2**63 - 1:
             raise InvalidRequest("overdraft_limit must be an integer >= 0")
-        account_id = account_id or uuid4()
+        account_id = account_id or new_id()
         if account_id == world_account_id(currency):
             raise IdempotencyKeyReused(f"{account_id} is the {currency} world account")
 

@@ -7,7 +7,7 @@ from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
 from datetime import timedelta
 from typing import Any
-from uuid import UUID, uuid4
+from uuid import UUID
 
 from domain.account import Account
 from domain.errors import (
@@ -21,6 +21,7 @@ from domain.errors import (
     TransferOutcomeUnknown,
     TransferRejected,
 )
+from domain.ids import new_id
 from domain.limits import check_metadata, check_text, check_timeout
 from domain.money import check_amount, check_currency
 from domain.store import LedgerStore
@@ -86,7 +87,7 @@ class LedgerMovements(LedgerStore):
             from_account, to_account, amount, currency, description, metadata,
             pending, timeout_seconds,
         )  # fmt: skip
-        transfer_id = transfer_id or uuid4()
+        transfer_id = transfer_id or new_id()
         if self.group_committer is not None:
             return self.group_committer.submit(transfer_id, request)
         future: Future[TransferView] = Future()
@@ -202,7 +203,7 @@ class LedgerMovements(LedgerStore):
         return Transfer.post(transfer_id, request)
 
     def _plan_batch_item(self, item: Mapping[str, Any]) -> tuple[UUID, TransferRequest]:
-        transfer_id = item.get("transfer_id") or uuid4()
+        transfer_id = item.get("transfer_id") or new_id()
         request = self._check_request(
             item["from_account"], item["to_account"], item["amount"], item["currency"],
             item.get("description", ""), item.get("metadata"),

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
-from uuid import UUID, uuid4
+from uuid import UUID
 
 from domain.account import Account
 from domain.errors import (
@@ -13,6 +13,7 @@ from domain.errors import (
     TransferNotPosted,
     TransferRejected,
 )
+from domain.ids import new_id
 from domain.limits import check_text
 from domain.money import check_amount
 from domain.movements import LedgerMovements
@@ -69,7 +70,7 @@ class LedgerSettlement(LedgerMovements):
             check_amount(amount)
         description = f"reversal of {original_id}" if description is None else description
         check_text("description", description)
-        reversal_id = reversal_id or uuid4()
+        reversal_id = reversal_id or new_id()
         return self._retrying(
             lambda _: self._attempt_reverse(original_id, amount, reversal_id, description)
         )
