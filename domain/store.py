@@ -19,12 +19,19 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterable
 from copy import deepcopy
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, ClassVar, TypeVar
 from uuid import UUID
 
-from eventsourcing.application import AggregateNotFoundError, Application, ProcessingEvent
-from eventsourcing.persistence import IntegrityError, PersistenceError
+from eventsourcing.application import AggregateNotFoundError, Application
+from eventsourcing.persistence import (
+    IntegrityError,
+    Notification,
+    PersistenceError,
+    Recording,
+    StoredEvent,
+)
 from eventsourcing.utils import Environment, EnvType
 
 from domain.account import Account
@@ -130,70 +137,105 @@ class LedgerStore(Application[UUID]):
         )
 
     def save(self, *objs: Any, **kwargs: Any) -> Any:
-        """The library's save for our own aggregates only.
+        """The library's save for our own aggregates: one transaction, then the
+        snapshots and the aggregate cache. Returns the recordings (with positions)."""
+        prepared = self._prepare_save(*objs)
+        recordings = self._commit_prepared(prepared, **kwargs)
+        if self.group_committer is not None:
+            # A write that bypassed the writer makes its copies of these accounts stale.
+            self.group_committer.forget_unless_writer(prepared.aggregate_ids)
+        return recordings
 
-        The library asks two runtime Protocol isinstance questions of every object it
-        is given, which on Python 3.11 cost more than the rest of collecting its
-        events; everything saved here is an Account or a Transfer, or None.
+    def _prepare_save(self, *objs: Any) -> PreparedSave:
+        """Everything of a save that reads the aggregates: their new events, encoded;
+        the snapshots due; copies for the aggregate cache.
+
+        ``_commit_prepared`` reads only what is prepared here. The library's save asks
+        two runtime Protocol isinstance questions of every object, which on Python
+        3.11 cost more than collecting its events; everything saved here is an
+        Account, a Transfer or None.
         """
-        processing_event: ProcessingEvent[UUID] = ProcessingEvent()
+        prepared = PreparedSave()
+        counts: Counter[UUID] = Counter()
+        aggregates = []
         for aggregate in objs:
             if aggregate is None:
                 continue
             assert isinstance(aggregate, Account | Transfer), type(aggregate)
-            processing_event.events.extend(aggregate.collect_events())
-            processing_event.aggregates[aggregate.id] = aggregate
-        processing_event.saved_kwargs.update(kwargs)
-        recordings = self._record(processing_event)
-        self._take_snapshots(processing_event)
+            events = aggregate.collect_events()
+            prepared.events.extend(events)
+            counts[aggregate.id] += len(events)
+            aggregates.append(aggregate)
+        prepared.stored = [self.mapper.to_stored_event(event) for event in prepared.events]
+        cached = self.repository.cache is not None
+        for aggregate in aggregates:
+            prepared.aggregate_ids.append(aggregate.id)
+            if not isinstance(aggregate, Account):
+                continue
+            if cached:
+                # The library leaves the cache at the version it last loaded when
+                # fast-forward is on, so every load would replay what this process
+                # just wrote. A copy at the saved version is exactly that state; if
+                # another thread or process writes later, fast-forward reads it.
+                prepared.cache_copies.append(deepcopy(aggregate))
+            # Snapshots the saved aggregate whenever its version crosses a multiple
+            # of the interval. Unlike the library, which reloads the aggregate from
+            # the store at exactly that version, this takes the state just saved at
+            # its new version, without re-reading up to an interval of events.
+            interval = self.snapshotting_intervals[Account]
+            before = aggregate.version - counts[aggregate.id]
+            if aggregate.version // interval > before // interval:
+                prepared.snapshots.append(Account.Snapshot.take(aggregate))
+        return prepared
+
+    def _commit_prepared(self, prepared: PreparedSave, **kwargs: Any) -> list[Recording[UUID]]:
+        """Writes a prepared save in one transaction; then the snapshots and the cache.
+
+        Snapshots are written after the commit: if that fails, the command is still
+        durable and snapshots are only a cache, so it is logged, not raised.
+        """
+        if not prepared.stored:
+            return []  # nothing changed (every command of a group failed, say)
+        positions = self.recorder.insert_events(prepared.stored, **kwargs)
+        assert positions is not None and len(positions) == len(prepared.stored)
+        recordings = [
+            Recording(
+                event,
+                Notification(
+                    originator_id=stored.originator_id,
+                    originator_version=stored.originator_version,
+                    topic=stored.topic,
+                    state=stored.state,
+                    id=position,
+                ),
+            )
+            for event, stored, position in zip(
+                prepared.events, prepared.stored, positions, strict=True
+            )
+        ]
+        cache = self.repository.cache
+        if cache is not None:
+            for copy in prepared.cache_copies:
+                cache.put(copy.id, copy)
+        if prepared.snapshots:
+            assert self.snapshots is not None
+            try:
+                self.snapshots.put(prepared.snapshots)
+            except PersistenceError:
+                logger.warning("snapshot not taken; loads stay correct", exc_info=True)
         self._notify(recordings)
         return recordings
 
-    def _record(self, processing_event: Any) -> Any:
-        """Records, then puts copies of the saved accounts in the aggregate cache.
 
-        The library leaves the cache at the version it last loaded when fast-forward
-        is on, so every load would replay what this process just wrote. A copy at
-        the saved version is exactly that state; if another thread or process wrote
-        since, the next load's fast-forward reads the newer events as always.
-        """
-        recordings = super()._record(processing_event)
-        cache = self.repository.cache
-        if cache is not None:
-            for aggregate_id, aggregate in processing_event.aggregates.items():
-                if isinstance(aggregate, Account):
-                    cache.put(aggregate_id, deepcopy(aggregate))
-        if self.group_committer is not None:
-            # A write that bypassed the writer makes its copies of these accounts stale.
-            self.group_committer.forget_unless_writer(processing_event.aggregates)
-        return recordings
+@dataclass
+class PreparedSave:
+    """A save's events, encoded, and what follows its commit (see ``LedgerStore._prepare_save``)."""
 
-    def _take_snapshots(self, processing_event: Any) -> None:
-        """Snapshots each saved account whose version crossed a multiple of the interval.
-
-        Unlike the library's version, which reloads the aggregate from the store at
-        exactly that version, this snapshots the in-memory aggregate that was just
-        saved, at its new version: the same state, without re-reading up to a whole
-        interval of events per snapshot. Taken after the commit: if it fails, the
-        command is still durable and snapshots are only a cache, so log, don't raise.
-        """
-        assert self.snapshots is not None
-        saved = Counter(event.originator_id for event in processing_event.events)
-        snapshots = []
-        for aggregate_id, count in saved.items():
-            aggregate = processing_event.aggregates.get(aggregate_id)
-            interval = self.snapshotting_intervals.get(type(aggregate))
-            if interval is None:
-                continue
-            before = aggregate.version - count
-            if aggregate.version // interval > before // interval:
-                snapshots.append(type(aggregate).Snapshot.take(aggregate))
-        if not snapshots:
-            return
-        try:
-            self.snapshots.put(snapshots)
-        except PersistenceError:
-            logger.warning("snapshot not taken; loads stay correct", exc_info=True)
+    events: list[Any] = field(default_factory=list)
+    stored: list[StoredEvent] = field(default_factory=list)
+    aggregate_ids: list[UUID] = field(default_factory=list)
+    cache_copies: list[Account] = field(default_factory=list)
+    snapshots: list[Any] = field(default_factory=list)
 
 
 def _project(aggregate: Any, events: Iterable[Any]) -> Any:

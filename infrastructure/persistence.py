@@ -9,20 +9,29 @@ on power loss; we set FULL on every connection and check it took.
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
+from typing import Any
+from uuid import UUID
 
 import psycopg
-from eventsourcing.persistence import InterfaceError
-from eventsourcing.sqlite import SQLiteConnection, SQLiteConnectionPool, SQLiteFactory
+from eventsourcing.persistence import InterfaceError, StoredEvent
+from eventsourcing.sqlite import (
+    SQLiteApplicationRecorder,
+    SQLiteConnection,
+    SQLiteConnectionPool,
+    SQLiteCursor,
+    SQLiteFactory,
+)
 from psycopg import sql
 
 from domain.ledger import Ledger
 from infrastructure.settings import DatabaseUrl, Settings
 
 SQLITE_SYNCHRONOUS_FULL = 2
+SQLITE_ROWID_MAX = 2**63 - 1
 
 
 class DurableSQLiteConnectionPool(SQLiteConnectionPool):
@@ -40,8 +49,47 @@ class DurableSQLiteConnectionPool(SQLiteConnectionPool):
         return connection
 
 
+class ExecuteManySQLiteApplicationRecorder(SQLiteApplicationRecorder):
+    """Inserts a save's events with one ``executemany`` instead of one ``execute`` each.
+
+    The library executes an INSERT per event to read each ``lastrowid``, and every
+    call releases and re-takes the GIL, which under load costs more than the insert.
+    (A multi-row ``INSERT ... VALUES (...), (...)`` makes fewer calls but costs SQLite
+    twice the CPU of the same rows inserted one by one.) The positions follow from
+    the last one: inside the transaction this connection is the only writer, and
+    SQLite gives each new row the largest rowid so far plus one, until the largest
+    possible rowid is used, which is checked.
+    """
+
+    def _insert_events(
+        self, c: SQLiteCursor, stored_events: Sequence[StoredEvent], **_: Any
+    ) -> Sequence[int] | None:
+        if not stored_events:
+            return []
+        c.executemany(
+            self.insert_events_statement,
+            [
+                (
+                    s.originator_id.hex if isinstance(s.originator_id, UUID) else s.originator_id,
+                    s.originator_version,
+                    s.topic,
+                    s.state,
+                )
+                for s in stored_events
+            ],
+        )
+        c.execute("SELECT last_insert_rowid()")
+        (last,) = c.fetchone()
+        if last >= SQLITE_ROWID_MAX:
+            raise InterfaceError("the events table used the largest rowid: positions would break")
+        return list(range(last - len(stored_events) + 1, last + 1))
+
+
 class DurableSQLiteFactory(SQLiteFactory):
-    """SQLiteFactory whose connections use WAL with synchronous=FULL."""
+    """SQLiteFactory whose connections use WAL with synchronous=FULL, and whose
+    application recorder inserts each save with one call."""
+
+    application_recorder_class = ExecuteManySQLiteApplicationRecorder
 
     def __init__(self, env: object) -> None:
         super().__init__(env)  # type: ignore[arg-type]
@@ -65,6 +113,8 @@ def ledger_env(settings: Settings) -> dict[str, str]:
     else:
         env.update(_postgres_env(settings, database))
     env["CREATE_TABLE"] = "y"
+    # The library's event format, written and read faster (see infrastructure.transcoder).
+    env["TRANSCODER_TOPIC"] = "infrastructure.transcoder:OrjsonTranscoder"
     if settings.aggregate_cache_size:
         # Fast-forward reads the events newer than the cached version on every load,
         # so a cached aggregate is never stale, even with other writer processes.

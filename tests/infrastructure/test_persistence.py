@@ -86,3 +86,35 @@ def test_database_urls(url: str, kind: str) -> None:
 def test_bad_database_urls_fail_at_start(url: str) -> None:
     with pytest.raises(ValueError):
         Settings(database_url=url)
+
+
+def test_one_save_is_inserted_in_order_in_few_statements(tmp_path: Path) -> None:
+    """A batch of 600 transfers is 1,800 events (more than one INSERT's worth of rows):
+    their positions follow the order they were saved in, with no gaps."""
+    path = tmp_path / "l.db"
+    ledger = build_ledger(Settings(database_url=f"sqlite:///{path}", group_commit=False))
+    try:
+        payer = ledger.open_account("USD").id
+        payee = ledger.open_account("USD").id
+        ledger.deposit(payer, 10**6, "USD")
+        items = [
+            {"from_account": payer, "to_account": payee, "amount": 1, "currency": "USD"}
+            for _ in range(600)
+        ]
+        before = ledger.head_position()
+        views = ledger.transfer_batch(items)
+        after = ledger.head_position()
+    finally:
+        ledger.close()
+    assert after - before == 600 * 3  # a debit, a credit and a Transfer each
+    assert {view.position for view in views} == {after}
+    with sqlite3.connect(path) as connection:
+        rows = connection.execute(
+            "SELECT rowid, originator_id, originator_version FROM stored_events "
+            "WHERE rowid > ? ORDER BY rowid",
+            (before,),
+        ).fetchall()
+    connection.close()
+    assert [rowid for rowid, _, _ in rows] == list(range(before + 1, after + 1))
+    payer_versions = [version for _, originator, version in rows if originator == payer.hex]
+    assert payer_versions == sorted(payer_versions) and len(payer_versions) == 600
