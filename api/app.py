@@ -22,6 +22,7 @@ from api.auth import may_run_open
 from api.errors import install_error_handlers, move_problems_to_problem_json
 from api.header_limit import HeaderSizeLimit
 from api.keystore import ActiveKeys, build_keystore
+from api.logs import QUEUED_LOGGERS, queued_handlers
 from api.metrics import Metrics
 from api.middleware import BodySizeLimit, RequestMetrics
 from api.openapi_replays import document_replays
@@ -100,6 +101,7 @@ def _lifespan_with(
             app.state.ledger = ledger = await to_thread.run_sync(build_ledger, settings)
             try:
                 async with AsyncExitStack() as stack:
+                    stack.enter_context(queued_handlers(*QUEUED_LOGGERS))
                     for plugin in plugins:
                         if hasattr(plugin, "lifespan"):
                             await stack.enter_async_context(plugin.lifespan(app))
