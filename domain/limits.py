@@ -23,11 +23,19 @@ def check_text(field: str, value: str) -> str:
     return value
 
 
+EVENT_FORMAT_TAG_KEYS = frozenset({"_type_", "_data_"})
+
+
 def check_metadata(metadata: Mapping[str, str] | None) -> dict[str, str]:
     """Returns a copy of ``metadata`` (str -> str) if it is within the limits."""
     metadata = dict(metadata or {})
     if len(metadata) > METADATA_KEYS_MAX:
         raise InvalidRequest(f"metadata holds at most {METADATA_KEYS_MAX} keys")
+    if metadata.keys() == EVENT_FORMAT_TAG_KEYS:
+        # The stored event format reads any object of exactly these two keys as a
+        # tagged value (a UUID, a datetime): such metadata would come back as
+        # something else, or not at all, and the event would stall every reader.
+        raise InvalidRequest("metadata may not hold exactly the keys _type_ and _data_")
     for key, value in metadata.items():
         if not isinstance(key, str) or not isinstance(value, str):
             raise InvalidRequest("metadata maps strings to strings")

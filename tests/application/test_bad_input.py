@@ -73,6 +73,14 @@ MALFORMED: dict[str, tuple[Case, type[errors.LedgerError]]] = {
         lambda w: w.ledger.transfer(w.alice, w.bob, 5, "USD", "a\x00b"), errors.InvalidRequest),
     "NUL in metadata": (
         lambda w: w.ledger.open_account("USD", metadata={"k": "\x00"}), errors.InvalidRequest),
+    # The event format's tag: it would decode as a UUID, or not decode at all.
+    "metadata shaped like a stored UUID": (
+        lambda w: w.ledger.transfer(w.alice, w.bob, 5, "USD", metadata={
+            "_type_": "uuid_hex", "_data_": "00000000000000000000000000000001"}),
+        errors.InvalidRequest),
+    "metadata shaped like an unknown stored type": (
+        lambda w: w.ledger.open_account("USD", metadata={"_type_": "x", "_data_": "y"}),
+        errors.InvalidRequest),
     "51 metadata keys": (
         lambda w: w.ledger.open_account("USD", metadata={str(i): "" for i in range(51)}),
         errors.InvalidRequest),
