@@ -32,6 +32,10 @@ from infrastructure.settings import DatabaseUrl, Settings
 
 SQLITE_SYNCHRONOUS_FULL = 2
 SQLITE_ROWID_MAX = 2**63 - 1
+# Saves up to this many events go in one executemany; larger ones in multi-row INSERTs
+# of SQLITE_ROWS_PER_INSERT rows (4 parameters each, far below SQLite's 32,766).
+SQLITE_EXECUTEMANY_ROWS_MAX = 100
+SQLITE_ROWS_PER_INSERT = 500
 
 
 class DurableSQLiteConnectionPool(SQLiteConnectionPool):
@@ -49,16 +53,20 @@ class DurableSQLiteConnectionPool(SQLiteConnectionPool):
         return connection
 
 
-class ExecuteManySQLiteApplicationRecorder(SQLiteApplicationRecorder):
-    """Inserts a save's events with one ``executemany`` instead of one ``execute`` each.
+class FewCallsSQLiteApplicationRecorder(SQLiteApplicationRecorder):
+    """Inserts a save's events in one or a few calls instead of one call per event.
 
     The library executes an INSERT per event to read each ``lastrowid``, and every
     call releases and re-takes the GIL, which under load costs more than the insert.
-    (A multi-row ``INSERT ... VALUES (...), (...)`` makes fewer calls but costs SQLite
-    twice the CPU of the same rows inserted one by one.) The positions follow from
-    the last one: inside the transaction this connection is the only writer, and
-    SQLite gives each new row the largest rowid so far plus one, until the largest
-    possible rowid is used, which is checked.
+    A small save (a group of single transfers) goes in one ``executemany``; a large
+    one (a batch) in multi-row ``INSERT ... VALUES (...), (...)`` statements of up to
+    500 rows. ``executemany`` still releases the GIL once per row (thousands of
+    waits behind the projection threads for a batch), and a multi-row statement
+    costs SQLite about twice the CPU per row, so each is used where it is cheaper.
+
+    The positions follow from the last one: inside the transaction this connection
+    is the only writer, and SQLite gives each new row the largest rowid so far plus
+    one, until the largest possible rowid is used, which is checked.
     """
 
     def _insert_events(
@@ -66,30 +74,37 @@ class ExecuteManySQLiteApplicationRecorder(SQLiteApplicationRecorder):
     ) -> Sequence[int] | None:
         if not stored_events:
             return []
-        c.executemany(
-            self.insert_events_statement,
-            [
-                (
-                    s.originator_id.hex if isinstance(s.originator_id, UUID) else s.originator_id,
-                    s.originator_version,
-                    s.topic,
-                    s.state,
+        rows = [
+            (
+                s.originator_id.hex if isinstance(s.originator_id, UUID) else s.originator_id,
+                s.originator_version,
+                s.topic,
+                s.state,
+            )
+            for s in stored_events
+        ]
+        if len(rows) <= SQLITE_EXECUTEMANY_ROWS_MAX:
+            c.executemany(self.insert_events_statement, rows)
+        else:
+            for start in range(0, len(rows), SQLITE_ROWS_PER_INSERT):
+                chunk = rows[start : start + SQLITE_ROWS_PER_INSERT]
+                values = ",".join(["(?,?,?,?)"] * len(chunk))
+                c.execute(
+                    f"INSERT INTO {self.events_table_name} VALUES {values}",
+                    [value for row in chunk for value in row],
                 )
-                for s in stored_events
-            ],
-        )
         c.execute("SELECT last_insert_rowid()")
         (last,) = c.fetchone()
         if last >= SQLITE_ROWID_MAX:
             raise InterfaceError("the events table used the largest rowid: positions would break")
-        return list(range(last - len(stored_events) + 1, last + 1))
+        return list(range(last - len(rows) + 1, last + 1))
 
 
 class DurableSQLiteFactory(SQLiteFactory):
     """SQLiteFactory whose connections use WAL with synchronous=FULL, and whose
-    application recorder inserts each save with one call."""
+    application recorder inserts each save in few calls."""
 
-    application_recorder_class = ExecuteManySQLiteApplicationRecorder
+    application_recorder_class = FewCallsSQLiteApplicationRecorder
 
     def __init__(self, env: object) -> None:
         super().__init__(env)  # type: ignore[arg-type]
