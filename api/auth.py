@@ -52,11 +52,11 @@ def require_scope(scope: str) -> Callable[..., Awaitable[KeyRecord | None]]:
     """A dependency that answers 401 without a valid key and 403 without ``scope``."""
     assert scope in SCOPES, scope
 
-    async def check(
-        request: Request, credentials: BearerDep, keystore: KeyStoreDep
-    ) -> KeyRecord | None:
+    async def check(request: Request, credentials: BearerDep) -> KeyRecord | None:
         # Async, so a request reaches the thread pool only for a key lookup: the
         # open-mode question is answered from a cache refreshed at most once a second.
+        # The key store comes from app.state, not from a dependency of its own: each
+        # dependency costs FastAPI tens of microseconds per request to solve.
         if credentials is None:
             active_keys: ActiveKeys = request.app.state.active_keys
             has_active = active_keys.cached()
@@ -71,6 +71,7 @@ def require_scope(scope: str) -> Callable[..., Awaitable[KeyRecord | None]]:
                 "send an API key: Authorization: Bearer <key>",
                 headers=CHALLENGE,
             )
+        keystore: KeyStore = request.app.state.keystore
         record = await run_in_threadpool(authenticate, keystore, credentials.credentials)
         if record is None:
             raise Problem(

@@ -43,18 +43,23 @@ async def get_metrics(request: Request) -> Metrics:
     return metrics
 
 
-async def get_idempotency_key(
-    idempotency_key: Annotated[
-        str | None,
-        Header(
-            max_length=IDEMPOTENCY_KEY_LENGTH_MAX,
-            description="Makes a retry safe: the same key and body answer the same result.",
-        ),
-    ] = None,
-) -> str | None:
+IdempotencyKeyHeader = Annotated[
+    str | None,
+    Header(
+        max_length=IDEMPOTENCY_KEY_LENGTH_MAX,
+        description="Makes a retry safe: the same key and body answer the same result.",
+    ),
+]
+
+
+def checked_idempotency_key(idempotency_key: str | None) -> str | None:
     if idempotency_key is not None and not idempotency_key.strip():
         raise Problem(422, "validation_error", "Idempotency-Key must not be blank")
     return idempotency_key
+
+
+async def get_idempotency_key(idempotency_key: IdempotencyKeyHeader = None) -> str | None:
+    return checked_idempotency_key(idempotency_key)
 
 
 async def get_expected_version(
