@@ -1,8 +1,8 @@
 """The Account aggregate: a balance derived from its postings.
 
-Guards live in the public command methods; the state changes live in the private
-``@event`` methods, whose bodies re-run on every replay and so touch nothing but
-``self`` and their arguments.
+Guards live in the public command methods; the state changes live in the events'
+``apply`` methods and in the private ``@event`` methods, which re-run on every replay
+and so touch nothing but the account and the event's fields.
 """
 
 from __future__ import annotations
@@ -29,6 +29,53 @@ CLOSED = "closed"
 
 
 class Account(Aggregate):
+    # The events that move or reserve money, written by every transfer, are declared
+    # as classes and triggered directly: the ``@event`` method decorator costs three
+    # times as much per event (it re-maps the call's arguments onto the method's
+    # parameters to build the event, and again to apply it). Same names, fields and
+    # topics (``domain.account:Account.Debited``), so stored events read the same.
+
+    class Debited(Aggregate.Event):
+        transfer_id: UUID
+        amount: int
+        balance_after: int
+
+        def apply(self, account: Account) -> None:
+            account.balance = self.balance_after
+
+    class Credited(Aggregate.Event):
+        transfer_id: UUID
+        amount: int
+        balance_after: int
+
+        def apply(self, account: Account) -> None:
+            account.balance = self.balance_after
+
+    class DebitReserved(Aggregate.Event):
+        transfer_id: UUID
+        amount: int
+
+        def apply(self, account: Account) -> None:
+            account.pending_debits += self.amount
+
+    class CreditReserved(Aggregate.Event):
+        transfer_id: UUID
+        amount: int
+
+        def apply(self, account: Account) -> None:
+            account.pending_credits += self.amount
+
+    class ReservationReleased(Aggregate.Event):
+        transfer_id: UUID
+        side: str
+        amount: int
+
+        def apply(self, account: Account) -> None:
+            if self.side == "debit":
+                account.pending_debits -= self.amount
+            else:
+                account.pending_credits -= self.amount
+
     @event("Opened")
     def __init__(
         self,
@@ -116,13 +163,15 @@ class Account(Aggregate):
         self.check_can_credit(amount)
         self._credited(transfer_id, amount, self.balance + amount)
 
-    @event("Debited")
     def _debited(self, transfer_id: UUID, amount: int, balance_after: int) -> None:
-        self.balance = balance_after
+        self.trigger_event(
+            self.Debited, transfer_id=transfer_id, amount=amount, balance_after=balance_after
+        )
 
-    @event("Credited")
     def _credited(self, transfer_id: UUID, amount: int, balance_after: int) -> None:
-        self.balance = balance_after
+        self.trigger_event(
+            self.Credited, transfer_id=transfer_id, amount=amount, balance_after=balance_after
+        )
 
     # Two-phase commands: a reservation moves no money, it only changes what is
     # available. Releasing it (to void, expire or capture) undoes exactly that.
@@ -164,20 +213,16 @@ class Account(Aggregate):
         self.release(transfer_id, "credit", reserved)
         self._credited(transfer_id, amount, self.balance + amount)
 
-    @event("DebitReserved")
     def _debit_reserved(self, transfer_id: UUID, amount: int) -> None:
-        self.pending_debits += amount
+        self.trigger_event(self.DebitReserved, transfer_id=transfer_id, amount=amount)
 
-    @event("CreditReserved")
     def _credit_reserved(self, transfer_id: UUID, amount: int) -> None:
-        self.pending_credits += amount
+        self.trigger_event(self.CreditReserved, transfer_id=transfer_id, amount=amount)
 
-    @event("ReservationReleased")
     def _reservation_released(self, transfer_id: UUID, side: str, amount: int) -> None:
-        if side == "debit":
-            self.pending_debits -= amount
-        else:
-            self.pending_credits -= amount
+        self.trigger_event(
+            self.ReservationReleased, transfer_id=transfer_id, side=side, amount=amount
+        )
 
     # Lifecycle commands.
 
