@@ -18,6 +18,7 @@ from uuid import UUID
 
 import psycopg
 from eventsourcing.persistence import InterfaceError, StoredEvent
+from eventsourcing.postgres import PostgresApplicationRecorder, PostgresFactory
 from eventsourcing.sqlite import (
     SQLiteApplicationRecorder,
     SQLiteConnection,
@@ -115,6 +116,51 @@ class DurableSQLiteFactory(SQLiteFactory):
         old_pool.close()
 
 
+class ArraysPostgresApplicationRecorder(PostgresApplicationRecorder):
+    """Inserts a save's events from four arrays instead of one array of a composite type.
+
+    The library sends the events as an array of its composite ``stored_event`` type,
+    which psycopg writes as text, escaping every field of every event with a regular
+    expression: about a fifth of the group-commit writer's time on PostgreSQL. Arrays
+    of uuid, integer, text and bytea are written by psycopg's C dumpers. The rest
+    (the table lock that keeps positions in commit order, the NOTIFY, the pipeline,
+    RETURNING the positions in insert order) is the library's.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        id_type = "uuid" if self.datastore.originator_id_type == "uuid" else "text"
+        self.insert_arrays_statement = sql.SQL(
+            "INSERT INTO {schema}.{table} (originator_id, originator_version, topic, state) "
+            "SELECT * FROM unnest(%s::{id_type}[], %s::bigint[], %s::text[], %s::bytea[]) "
+            "RETURNING notification_id"
+        ).format(
+            schema=sql.Identifier(self.datastore.schema),
+            table=sql.Identifier(self.events_table_name),
+            id_type=sql.SQL(id_type),
+        )
+
+    def _insert_stored_events(
+        self, curs: Any, stored_events: Sequence[StoredEvent], **kwargs: Any
+    ) -> None:
+        self._lock_table(curs)
+        self._notify_channel(curs)
+        curs.execute(
+            self.insert_arrays_statement,
+            (
+                [s.originator_id for s in stored_events],
+                [s.originator_version for s in stored_events],
+                [s.topic for s in stored_events],
+                [s.state for s in stored_events],
+            ),
+            prepare=True,
+        )
+
+
+class ArraysPostgresFactory(PostgresFactory):
+    application_recorder_class = ArraysPostgresApplicationRecorder
+
+
 def ledger_env(settings: Settings) -> dict[str, str]:
     """The complete eventsourcing environment for ``settings``."""
     database = settings.database
@@ -145,7 +191,7 @@ def ledger_env(settings: Settings) -> dict[str, str]:
 
 def _postgres_env(settings: Settings, database: DatabaseUrl) -> dict[str, str]:
     return {
-        "PERSISTENCE_MODULE": "eventsourcing.postgres",
+        "PERSISTENCE_MODULE": f"{__name__}:ArraysPostgresFactory",
         "POSTGRES_DBNAME": database.dbname,
         "POSTGRES_HOST": database.host,
         "POSTGRES_PORT": str(database.port),

@@ -118,3 +118,30 @@ def test_one_save_is_inserted_in_order_in_few_statements(tmp_path: Path) -> None
     assert [rowid for rowid, _, _ in rows] == list(range(before + 1, after + 1))
     payer_versions = [version for _, originator, version in rows if originator == payer.hex]
     assert payer_versions == sorted(payer_versions) and len(payer_versions) == 600
+
+
+def test_postgres_inserts_a_save_in_order(fresh_postgres_url: str) -> None:
+    """The arrays insert keeps the library's guarantees: one position per event, in the
+    order saved, a Transfer's event after its postings, and the events read back."""
+    ledger = build_ledger(Settings(database_url=fresh_postgres_url, group_commit=False))
+    try:
+        payer = ledger.open_account("USD").id
+        payee = ledger.open_account("USD").id
+        ledger.deposit(payer, 10**6, "USD")
+        items = [
+            {"from_account": payer, "to_account": payee, "amount": 1, "currency": "USD"}
+            for _ in range(600)
+        ]
+        before = ledger.head_position()
+        views = ledger.transfer_batch(items)
+        after = ledger.head_position()
+        notifications = ledger.recorder.select_notifications(before + 1, 2000)
+        assert ledger.get_account(payer).balance == 10**6 - 600
+    finally:
+        ledger.close()
+    assert after - before == 600 * 3 and {view.position for view in views} == {after}
+    assert [n.id for n in notifications] == sorted(n.id for n in notifications)
+    assert len(notifications) == 1800
+    kinds = [n.topic.rsplit(".", 1)[-1] for n in notifications]
+    # Saved account by account, then the transfers: the order the save lists them in.
+    assert kinds == ["Debited"] * 600 + ["Credited"] * 600 + ["Posted"] * 600
