@@ -122,7 +122,8 @@ class ArraysPostgresApplicationRecorder(PostgresApplicationRecorder):
     The library sends the events as an array of its composite ``stored_event`` type,
     which psycopg writes as text, escaping every field of every event with a regular
     expression: about a fifth of the group-commit writer's time on PostgreSQL. Arrays
-    of uuid, integer, text and bytea are written by psycopg's C dumpers. The rest
+    of uuid, integer, text and bytea are sent in binary (``%b``) by psycopg's C dumpers.
+    The rest
     (the table lock that keeps positions in commit order, the NOTIFY, the pipeline,
     RETURNING the positions in insert order) is the library's.
     """
@@ -132,7 +133,7 @@ class ArraysPostgresApplicationRecorder(PostgresApplicationRecorder):
         id_type = "uuid" if self.datastore.originator_id_type == "uuid" else "text"
         self.insert_arrays_statement = sql.SQL(
             "INSERT INTO {schema}.{table} (originator_id, originator_version, topic, state) "
-            "SELECT * FROM unnest(%s::{id_type}[], %s::bigint[], %s::text[], %s::bytea[]) "
+            "SELECT * FROM unnest(%b::{id_type}[], %b::bigint[], %b::text[], %b::bytea[]) "
             "RETURNING notification_id"
         ).format(
             schema=sql.Identifier(self.datastore.schema),
