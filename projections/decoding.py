@@ -21,9 +21,13 @@ import orjson
 from eventsourcing.persistence import JSONTranscoder, Mapper, Notification
 from eventsourcing.utils import resolve_topic
 
+from infrastructure.transcoder import OrjsonTranscoder
 from projections.base import Positioned
 
 _FAST_TYPES = ("uuid_hex", "datetime_iso")
+# Transcoders that write the library's tagged JSON format exactly (see
+# infrastructure.transcoder): their states may be read by the fast path.
+_TAGGED_JSON_TRANSCODERS = (JSONTranscoder, OrjsonTranscoder)
 
 
 class _Slow(Exception):
@@ -33,7 +37,7 @@ class _Slow(Exception):
 class EventDecoder:
     def __init__(self, mapper: Mapper[Any]) -> None:
         self.mapper = mapper
-        self.fast_allowed = type(mapper.transcoder) is JSONTranscoder
+        self.fast_allowed = type(mapper.transcoder) in _TAGGED_JSON_TRANSCODERS
         self._topics: dict[str, tuple[str, bool]] = {}
 
     def decode(self, notification: Notification) -> Positioned:

@@ -30,6 +30,7 @@ def test_the_fast_path_agrees_with_the_mapper(
     for _ in range(60):
         work.step()
     decoder = EventDecoder(ledger.mapper)
+    assert decoder.fast_allowed  # the service's own transcoder takes the fast path
     notifications = ledger.recorder.select_notifications(1, 10_000)
     kinds = set()
     for notification in notifications:
