@@ -27,6 +27,7 @@ from eventsourcing.sqlite import (
     SQLiteFactory,
 )
 from psycopg import sql
+from psycopg.rows import tuple_row
 
 from domain.ledger import Ledger
 from infrastructure.settings import DatabaseUrl, Settings
@@ -100,6 +101,23 @@ class FewCallsSQLiteApplicationRecorder(SQLiteApplicationRecorder):
             raise InterfaceError("the events table used the largest rowid: positions would break")
         return list(range(last - len(rows) + 1, last + 1))
 
+    def max_versions(self, originator_ids: Sequence[UUID]) -> dict[UUID, int]:
+        """The latest version of each aggregate that has events, in one query."""
+        found: dict[UUID, int] = {}
+        for start in range(0, len(originator_ids), SQLITE_ROWS_PER_INSERT):
+            chunk = originator_ids[start : start + SQLITE_ROWS_PER_INSERT]
+            marks = ",".join("?" * len(chunk))
+            with self.datastore.transaction(commit=False) as c:
+                raw = c.sqlite_cursor  # type: ignore[attr-defined]
+                raw.row_factory = None
+                raw.execute(
+                    f"SELECT originator_id, MAX(originator_version) FROM {self.events_table_name} "
+                    f"WHERE originator_id IN ({marks}) GROUP BY originator_id",
+                    [i.hex for i in chunk],
+                )
+                found.update((UUID(hex_id), version) for hex_id, version in raw.fetchall())
+        return found
+
 
 class DurableSQLiteFactory(SQLiteFactory):
     """SQLiteFactory whose connections use WAL with synchronous=FULL, and whose
@@ -156,6 +174,26 @@ class ArraysPostgresApplicationRecorder(PostgresApplicationRecorder):
             ),
             prepare=True,
         )
+
+    def max_versions(self, originator_ids: Sequence[UUID]) -> dict[UUID, int]:
+        """The latest version of each aggregate that has events, in one query."""
+        id_type = "uuid" if self.datastore.originator_id_type == "uuid" else "text"
+        statement = sql.SQL(
+            "SELECT originator_id, MAX(originator_version) FROM {schema}.{table} "
+            "WHERE originator_id = ANY(%s::{id_type}[]) GROUP BY originator_id"
+        ).format(
+            schema=sql.Identifier(self.datastore.schema),
+            table=sql.Identifier(self.events_table_name),
+            id_type=sql.SQL(id_type),
+        )
+        ids = originator_ids if id_type == "uuid" else [str(i) for i in originator_ids]
+        with (
+            self.datastore.get_connection() as connection,
+            connection.cursor(row_factory=tuple_row) as cursor,
+        ):
+            cursor.execute(statement, (list(ids),))
+            rows = cursor.fetchall()
+        return {UUID(str(i)) if not isinstance(i, UUID) else i: v for i, v in rows}
 
 
 class ArraysPostgresFactory(PostgresFactory):

@@ -104,6 +104,28 @@ class TestBatch:
         assert ledger.get_account(a).available_balance == 70
 
 
+    @pytest.mark.parametrize("store", ["sqlite", "postgres"])
+    def test_a_large_batch_sees_what_another_process_wrote(self, make_ledger: Any) -> None:
+        """A batch of many accounts checks their versions in one query: an account
+        changed by another process since it was cached is read again, not trusted."""
+        here, elsewhere = make_ledger(), make_ledger()
+        funded = accounts(here, [100] * 10)
+        sink = accounts(here, [0])[0]
+        for account in funded:
+            here.get_account(account)  # cached here at 100
+        elsewhere.transfer(funded[3], sink, 100, "USD")  # now 0, behind this cache
+        with pytest.raises(BatchItemFailed) as failed:
+            here.transfer_batch([item(account, sink, 60) for account in funded])
+        assert failed.value.index == 3
+        assert isinstance(failed.value.error, InsufficientFunds)
+        views = here.transfer_batch(
+            [item(account, sink, 60) for account in funded if account != funded[3]]
+        )
+        assert len(views) == 9
+        assert here.get_account(sink).balance == 100 + 9 * 60
+        assert elsewhere.get_account(funded[0]).balance == 40
+
+
 class TestReverse:
     def test_reverses_all_by_default(self, ledger: Ledger) -> None:
         a, b = accounts(ledger, [100, 0])
