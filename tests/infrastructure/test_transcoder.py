@@ -65,11 +65,20 @@ values = st.recursive(
 states = st.dictionaries(st.text(max_size=12), values, max_size=8)
 
 
+def outcome(decode: Any, stored: bytes) -> tuple[str, Any]:
+    try:
+        return "value", decode(stored)
+    except Exception as error:  # compared with the stock transcoder's, never hidden
+        return "error", type(error)
+
+
 @given(states)
 def test_same_bytes_and_same_values_as_the_stock_transcoder(state: dict[str, Any]) -> None:
     stored = FAST.encode(state)
     assert stored == STOCK.encode(state)
-    assert FAST.decode(stored) == STOCK.decode(stored)
+    # An object of exactly the keys _type_ and _data_ is the format's own tag: both
+    # transcoders misread or refuse it alike (metadata may not take that shape).
+    assert outcome(FAST.decode, stored) == outcome(STOCK.decode, stored)
 
 
 def test_a_ledger_event_round_trips_through_orjson() -> None:
