@@ -103,7 +103,6 @@ class TestBatch:
         assert view.status == "pending"
         assert ledger.get_account(a).available_balance == 70
 
-
     @pytest.mark.parametrize("store", ["sqlite", "postgres"])
     def test_a_large_batch_sees_what_another_process_wrote(self, make_ledger: Any) -> None:
         """A batch of many accounts checks their versions in one query: an account
