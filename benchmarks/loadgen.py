@@ -35,19 +35,22 @@ CURRENCY = "USD"
 
 
 class Connection:
-    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    def __init__(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, api_key: str
+    ) -> None:
         self.reader = reader
         self.writer = writer
+        self.authorization = f"Authorization: Bearer {api_key}\r\n" if api_key else ""
 
     @classmethod
-    async def open(cls, port: int) -> Connection:
+    async def open(cls, port: int, api_key: str = "") -> Connection:
         reader, writer = await asyncio.open_connection("127.0.0.1", port, limit=2**24)
-        return cls(reader, writer)
+        return cls(reader, writer, api_key)
 
     async def post(self, path: str, body: bytes) -> tuple[int, bytes]:
         head = (
             f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
-            f"Content-Length: {len(body)}\r\n\r\n"
+            f"{self.authorization}Content-Length: {len(body)}\r\n\r\n"
         ).encode()
         self.writer.write(head + body)
         await self.writer.drain()
@@ -101,7 +104,7 @@ class Run:
         chooser = random.Random(number)
         connections = self.arguments.connections
         slice_ = self.accounts[number::connections]
-        connection = await Connection.open(self.arguments.port)
+        connection = await Connection.open(self.arguments.port, self.arguments.api_key)
         try:
             while not self.done():
                 path, body, count = self.body(chooser, slice_)
@@ -162,6 +165,7 @@ def main() -> None:
     parser.add_argument("--duration-seconds", type=float, default=10.0)
     parser.add_argument("--warmup-seconds", type=float, default=1.0)
     parser.add_argument("--total-transfers", type=int, default=0, help="stop after; 0: none")
+    parser.add_argument("--api-key", default="", help="sent as Authorization: Bearer; default none")
     arguments = parser.parse_args()
     accounts = json.loads(Path(arguments.accounts_file).read_text())
     emit(asyncio.run(Run(arguments, accounts).main()))
