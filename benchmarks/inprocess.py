@@ -44,36 +44,48 @@ Transfer = Callable[[UUID, UUID, int], Any]
 
 
 def drive(
-    transfer: Transfer, accounts: list[UUID], threads: int, duration_seconds: float
+    transfer: Transfer,
+    accounts: list[UUID],
+    threads: int,
+    duration_seconds: float,
+    warmup_seconds: float = 0.0,
 ) -> dict[str, Any]:
-    """Runs ``threads`` posting transfers until the duration is over."""
+    """Runs ``threads`` posting transfers for the warm-up, then for the duration;
+    only the transfers answered within the duration count.
+
+    The warm-up (the same for every implementation) lets a fresh process load the
+    accounts it will use and fill its caches, so that the figure is the steady state
+    rather than the start, which a long-running server pays once.
+    """
     done = [0] * threads
     failures: Counter[str] = Counter()
     failures_lock = threading.Lock()
     start = threading.Barrier(threads + 1)
-    deadline = [0.0]
+    window = [0.0, 0.0]  # measured from, until
 
     def work(number: int) -> None:
         chooser = random.Random(number)
         start.wait()
-        while time.perf_counter() < deadline[0]:
+        while (now := time.perf_counter()) < window[1]:
             debit, credit = chooser.sample(accounts, 2)
             try:
                 transfer(debit, credit, chooser.randint(1, 100))
-                done[number] += 1
+                if now >= window[0]:
+                    done[number] += 1
             except Exception as error:  # counted and reported, never hidden
-                with failures_lock:
-                    failures[type(error).__name__] += 1
+                if now >= window[0]:
+                    with failures_lock:
+                        failures[type(error).__name__] += 1
 
     workers = [threading.Thread(target=work, args=(n,), daemon=True) for n in range(threads)]
     for worker in workers:
         worker.start()
-    deadline[0] = time.perf_counter() + duration_seconds
-    started = time.perf_counter()
+    now = time.perf_counter()
+    window[:] = [now + warmup_seconds, now + warmup_seconds + duration_seconds]
     start.wait()
     for worker in workers:
-        worker.join(duration_seconds + 120)
-    elapsed = time.perf_counter() - started
+        worker.join(warmup_seconds + duration_seconds + 120)
+    elapsed = time.perf_counter() - window[0]
     return {
         "transfers": sum(done),
         "seconds": round(elapsed, 3),
@@ -104,11 +116,13 @@ def measure(arguments: argparse.Namespace) -> dict[str, Any]:
                             result = drive(
                                 lambda a, b, amount: crud.transfer(a, b, amount, CURRENCY),
                                 crud_accounts, threads, arguments.duration_seconds,
+                                arguments.warmup_seconds,
                             )  # fmt: skip
                         else:
                             result = drive_eventledger(
-                                store.url, impl, accounts, threads, arguments.duration_seconds
-                            )
+                                store.url, impl, accounts, threads,
+                                arguments.duration_seconds, arguments.warmup_seconds,
+                            )  # fmt: skip
                         runs[impl][str(threads)].append(result)
         finally:
             crud.close()
@@ -139,13 +153,18 @@ def crud_target(store: Store) -> str:
 
 
 def drive_eventledger(
-    url: str, impl: str, accounts: list[UUID], threads: int, duration_seconds: float
+    url: str,
+    impl: str,
+    accounts: list[UUID],
+    threads: int,
+    duration_seconds: float,
+    warmup_seconds: float = 0.0,
 ) -> dict[str, Any]:
     ledger = build(eventledger_settings(url, impl.removeprefix("eventledger_")))
     try:
         result = drive(
             lambda a, b, amount: ledger.transfer(a, b, amount, CURRENCY),
-            accounts, threads, duration_seconds,
+            accounts, threads, duration_seconds, warmup_seconds,
         )  # fmt: skip
         result["conflict_retries"] = ledger.conflict_retries
         return result
@@ -160,6 +179,9 @@ def main() -> None:
     parser.add_argument("--impls", default="", help="comma-separated; default: all available")
     parser.add_argument("--threads", default="1,16", help="comma-separated thread counts")
     parser.add_argument("--duration-seconds", type=float, default=5.0)
+    parser.add_argument(
+        "--warmup-seconds", type=float, default=1.0, help="before each run, not counted"
+    )
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--accounts", type=int, default=1000)
     arguments = parser.parse_args()
@@ -169,6 +191,7 @@ def main() -> None:
             "store": arguments.store,
             "accounts": arguments.accounts,
             "duration_seconds": arguments.duration_seconds,
+            "warmup_seconds": arguments.warmup_seconds,
             "repeats": arguments.repeats,
             "results": measure(arguments),
         }

@@ -85,6 +85,7 @@ def measure_size(
                         result = drive(
                             lambda a, b, amount: crud.transfer(a, b, amount, CURRENCY),
                             crud_accounts, arguments.threads, arguments.duration_seconds,
+                            arguments.warmup_seconds,
                         )  # fmt: skip
                     else:
                         mode = impl.removeprefix("eventledger_")
@@ -95,6 +96,7 @@ def measure_size(
                                     a, b, amount, CURRENCY
                                 ),
                                 accounts, arguments.threads, arguments.duration_seconds,
+                                arguments.warmup_seconds,
                             )  # fmt: skip
                         finally:
                             ledger.close()
@@ -119,6 +121,9 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=16)
     parser.add_argument("--accounts", type=int, default=1000)
     parser.add_argument("--duration-seconds", type=float, default=10.0)
+    parser.add_argument(
+        "--warmup-seconds", type=float, default=1.0, help="before each run, not counted"
+    )
     parser.add_argument("--repeats", type=int, default=3)
     arguments = parser.parse_args()
     small, large = (int(size) for size in arguments.sizes.split(","))
@@ -134,6 +139,7 @@ def main() -> None:
             "threads": arguments.threads,
             "accounts": arguments.accounts,
             "duration_seconds": arguments.duration_seconds,
+            "warmup_seconds": arguments.warmup_seconds,
             "sizes": by_size,
             "ratio_large_to_small": {
                 impl: round(medians[str(large)][impl] / medians[str(small)][impl], 3)
