@@ -8,7 +8,7 @@ state)``: what ``infrastructure.hashing`` chains.
 
 from __future__ import annotations
 
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 from eventsourcing.application import Application
 from eventsourcing.postgres import PostgresApplicationRecorder, PostgresDatastore
@@ -44,7 +44,7 @@ class SQLiteEventLog:
 
     def read(self, after: int, stop: int, limit: int) -> list[Row]:
         with self.datastore.transaction(commit=False) as cursor:
-            raw = cursor.sqlite_cursor  # type: ignore[attr-defined]
+            raw = cursor.sqlite_cursor
             raw.row_factory = None  # plain tuples: faster than sqlite3.Row
             raw.execute(self.select, (after, stop, limit))
             rows = raw.fetchall()
@@ -88,11 +88,11 @@ class PostgresEventLog:
             connection.cursor(row_factory=tuple_row, binary=True) as cursor,
         ):
             cursor.execute(self.select, (after, stop, limit))
-            rows: list[Row] = cursor.fetchall()  # type: ignore[assignment]
+            rows: list[Row] = cursor.fetchall()
         if self.uuid_ids:
             return rows
         return [
-            (position, originator_bytes(originator), version, topic, state)
+            (position, originator_bytes(cast(str, originator)), version, topic, state)
             for position, originator, version, topic, state in rows
         ]
 

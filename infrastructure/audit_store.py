@@ -85,7 +85,9 @@ class MemoryChainStore:
         return True
 
     def checkpoints(self, after: int, stop: int) -> list[tuple[int, bytes, int]]:
-        return [tuple(c) for c in self._checkpoints if after < c.position <= stop]
+        return [
+            (c.position, c.hash, c.events) for c in self._checkpoints if after < c.position <= stop
+        ]
 
     def gaps(self, after: int, stop: int) -> list[int]:
         return [g for g in self._gaps if after < g <= stop]

@@ -74,7 +74,7 @@ class SQLiteChainStore:
                     (head.position, head.hash, head.events, TRACKING_NAME,
                      batch.previous.position, batch.previous.hash),
                 )  # fmt: skip
-            if cursor.sqlite_cursor.rowcount != 1:  # type: ignore[attr-defined]
+            if cursor.sqlite_cursor.rowcount != 1:
                 raise _LostRace
             cursor.executemany(
                 "INSERT INTO audit_chain_checkpoints VALUES (?, ?, ?)",

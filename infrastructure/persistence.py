@@ -108,7 +108,7 @@ class FewCallsSQLiteApplicationRecorder(SQLiteApplicationRecorder):
             chunk = originator_ids[start : start + SQLITE_ROWS_PER_INSERT]
             marks = ",".join("?" * len(chunk))
             with self.datastore.transaction(commit=False) as c:
-                raw = c.sqlite_cursor  # type: ignore[attr-defined]
+                raw = c.sqlite_cursor
                 raw.row_factory = None
                 raw.execute(
                     f"SELECT originator_id, MAX(originator_version) FROM {self.events_table_name} "

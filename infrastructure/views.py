@@ -83,17 +83,17 @@ class Dialect:
         return value.hex if self.is_sqlite else value
 
     def id_from(self, value: Any) -> UUID:
-        return UUID(value) if isinstance(value, str) else value  # type: ignore[no-any-return]
+        return UUID(value) if isinstance(value, str) else value
 
     def id_key(self, value: Any) -> str:
         """A stored id as the hex string the projections use."""
-        return value if isinstance(value, str) else value.hex  # type: ignore[no-any-return]
+        return value if isinstance(value, str) else value.hex
 
     def ts_value(self, value: datetime) -> Any:
         return value.isoformat() if self.is_sqlite else value
 
     def ts_from(self, value: Any) -> datetime:
-        return datetime.fromisoformat(value) if isinstance(value, str) else value  # type: ignore[no-any-return]
+        return datetime.fromisoformat(value) if isinstance(value, str) else value
 
 
 class ViewTransaction:
@@ -314,8 +314,8 @@ class ViewStore:
             finally:
                 connection.close()
             return
-        with self._postgres_read_pool().connection() as connection:
-            yield ViewTransaction(self.dialect, connection.cursor())
+        with self._postgres_read_pool().connection() as pg_connection:
+            yield ViewTransaction(self.dialect, pg_connection.cursor())
 
     def _postgres_read_pool(self) -> ConnectionPool:
         if self._read_pool is None:
