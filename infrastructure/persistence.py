@@ -38,6 +38,7 @@ SQLITE_ROWID_MAX = 2**63 - 1
 # of SQLITE_ROWS_PER_INSERT rows (4 parameters each, far below SQLite's 32,766).
 SQLITE_EXECUTEMANY_ROWS_MAX = 100
 SQLITE_ROWS_PER_INSERT = 500
+SQLITE_IDS_PER_QUERY = 500
 
 
 class DurableSQLiteConnectionPool(SQLiteConnectionPool):
@@ -104,8 +105,8 @@ class FewCallsSQLiteApplicationRecorder(SQLiteApplicationRecorder):
     def max_versions(self, originator_ids: Sequence[UUID]) -> dict[UUID, int]:
         """The latest version of each aggregate that has events, in one query."""
         found: dict[UUID, int] = {}
-        for start in range(0, len(originator_ids), SQLITE_ROWS_PER_INSERT):
-            chunk = originator_ids[start : start + SQLITE_ROWS_PER_INSERT]
+        for start in range(0, len(originator_ids), SQLITE_IDS_PER_QUERY):
+            chunk = originator_ids[start : start + SQLITE_IDS_PER_QUERY]
             marks = ",".join("?" * len(chunk))
             with self.datastore.transaction(commit=False) as c:
                 raw = c.sqlite_cursor
@@ -140,23 +141,29 @@ class ArraysPostgresApplicationRecorder(PostgresApplicationRecorder):
     The library sends the events as an array of its composite ``stored_event`` type,
     which psycopg writes as text, escaping every field of every event with a regular
     expression: about a fifth of the group-commit writer's time on PostgreSQL. Arrays
-    of uuid, integer, text and bytea are sent in binary (``%b``) by psycopg's C dumpers.
-    The rest
-    (the table lock that keeps positions in commit order, the NOTIFY, the pipeline,
-    RETURNING the positions in insert order) is the library's.
+    of uuid, integer, text and bytea are sent in binary (``%b``) by psycopg's C
+    dumpers. The rest (the table lock that keeps positions in commit order, the
+    NOTIFY, the pipeline, RETURNING the positions in insert order) is the library's.
     """
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        id_type = "uuid" if self.datastore.originator_id_type == "uuid" else "text"
+        # The ledger's aggregate ids are UUIDs, kept in the library's default uuid column.
+        assert self.datastore.originator_id_type == "uuid", self.datastore.originator_id_type
         self.insert_arrays_statement = sql.SQL(
             "INSERT INTO {schema}.{table} (originator_id, originator_version, topic, state) "
-            "SELECT * FROM unnest(%b::{id_type}[], %b::bigint[], %b::text[], %b::bytea[]) "
+            "SELECT * FROM unnest(%b::uuid[], %b::bigint[], %b::text[], %b::bytea[]) "
             "RETURNING notification_id"
         ).format(
             schema=sql.Identifier(self.datastore.schema),
             table=sql.Identifier(self.events_table_name),
-            id_type=sql.SQL(id_type),
+        )
+        self.max_versions_statement = sql.SQL(
+            "SELECT originator_id, MAX(originator_version) FROM {schema}.{table} "
+            "WHERE originator_id = ANY(%s::uuid[]) GROUP BY originator_id"
+        ).format(
+            schema=sql.Identifier(self.datastore.schema),
+            table=sql.Identifier(self.events_table_name),
         )
 
     def _insert_stored_events(
@@ -177,23 +184,12 @@ class ArraysPostgresApplicationRecorder(PostgresApplicationRecorder):
 
     def max_versions(self, originator_ids: Sequence[UUID]) -> dict[UUID, int]:
         """The latest version of each aggregate that has events, in one query."""
-        id_type = "uuid" if self.datastore.originator_id_type == "uuid" else "text"
-        statement = sql.SQL(
-            "SELECT originator_id, MAX(originator_version) FROM {schema}.{table} "
-            "WHERE originator_id = ANY(%s::{id_type}[]) GROUP BY originator_id"
-        ).format(
-            schema=sql.Identifier(self.datastore.schema),
-            table=sql.Identifier(self.events_table_name),
-            id_type=sql.SQL(id_type),
-        )
-        ids = originator_ids if id_type == "uuid" else [str(i) for i in originator_ids]
         with (
             self.datastore.get_connection() as connection,
             connection.cursor(row_factory=tuple_row) as cursor,
         ):
-            cursor.execute(statement, (list(ids),))
-            rows = cursor.fetchall()
-        return {UUID(str(i)) if not isinstance(i, UUID) else i: v for i, v in rows}
+            cursor.execute(self.max_versions_statement, (list(originator_ids),))
+            return dict(cursor.fetchall())
 
 
 class ArraysPostgresFactory(PostgresFactory):

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import sqlite3
 from pathlib import Path
+from uuid import uuid4
 
 import pytest
 from eventsourcing.cryptography import AESCipher
@@ -145,3 +146,26 @@ def test_postgres_inserts_a_save_in_order(fresh_postgres_url: str) -> None:
     kinds = [n.topic.rsplit(".", 1)[-1] for n in notifications]
     # Saved account by account, then the transfers: the order the save lists them in.
     assert kinds == ["Debited"] * 600 + ["Credited"] * 600 + ["Posted"] * 600
+
+
+@pytest.mark.parametrize("kind", ["sqlite", "postgres"])
+def test_max_versions_answers_many_aggregates_in_one_query(
+    kind: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    """What batches use to trust cached accounts: every account's latest version,
+    nothing for an id without events."""
+    url = (
+        f"sqlite:///{tmp_path / 'l.db'}"
+        if kind == "sqlite"
+        else str(request.getfixturevalue("fresh_postgres_url"))
+    )
+    ledger = build_ledger(Settings(database_url=url))
+    try:
+        ids = [ledger.open_account("USD").id for _ in range(3)]
+        ledger.deposit(ids[0], 5, "USD")
+        unknown = uuid4()
+        versions = ledger.recorder.max_versions([*ids, unknown])  # type: ignore[attr-defined]
+        expected = {account_id: ledger.get_account(account_id).version for account_id in ids}
+    finally:
+        ledger.close()
+    assert versions == expected and expected[ids[0]] == 2
