@@ -40,14 +40,6 @@ def may_run_open(settings: Settings) -> bool:
     return is_loopback(settings.host) or settings.insecure_no_auth
 
 
-async def get_keystore(request: Request) -> KeyStore:
-    keystore: KeyStore = request.app.state.keystore
-    return keystore
-
-
-KeyStoreDep = Annotated[KeyStore, Depends(get_keystore)]
-
-
 def require_scope(scope: str) -> Callable[..., Awaitable[KeyRecord | None]]:
     """A dependency that answers 401 without a valid key and 403 without ``scope``."""
     assert scope in SCOPES, scope
