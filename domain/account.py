@@ -28,6 +28,17 @@ FROZEN = "frozen"
 CLOSED = "closed"
 
 
+class Posting(Aggregate.Event):
+    """What both postings record; the balance after it is the state it sets."""
+
+    transfer_id: UUID
+    amount: int
+    balance_after: int
+
+    def apply(self, account: Account) -> None:
+        account.balance = self.balance_after
+
+
 class Account(Aggregate):
     # The events that move or reserve money, written by every transfer, are declared
     # as classes and triggered directly: the ``@event`` method decorator costs three
@@ -35,21 +46,11 @@ class Account(Aggregate):
     # parameters to build the event, and again to apply it). Same names, fields and
     # topics (``domain.account:Account.Debited``), so stored events read the same.
 
-    class Debited(Aggregate.Event):
-        transfer_id: UUID
-        amount: int
-        balance_after: int
+    class Debited(Posting):
+        """Money out: ``balance_after`` is the balance less ``amount``."""
 
-        def apply(self, account: Account) -> None:
-            account.balance = self.balance_after
-
-    class Credited(Aggregate.Event):
-        transfer_id: UUID
-        amount: int
-        balance_after: int
-
-        def apply(self, account: Account) -> None:
-            account.balance = self.balance_after
+    class Credited(Posting):
+        """Money in: ``balance_after`` is the balance plus ``amount``."""
 
     class DebitReserved(Aggregate.Event):
         transfer_id: UUID
