@@ -165,11 +165,7 @@ class LedgerMovements(LedgerStore):
         if existing is not None:
             return self._replay_transfer(existing, request)
         accounts = self._load_accounts([request])
-        try:
-            transfer = self._apply(transfer_id, request, accounts)
-        except TransferRejected as rejection:
-            self.save(Transfer.reject(transfer_id, request, rejection.code, rejection.detail))
-            raise
+        transfer = self._apply_or_record_rejection(transfer_id, request, accounts)
         recordings = self.save(*accounts.values(), transfer)
         return TransferView.of(transfer, recordings[-1].notification.id)
 
@@ -201,6 +197,17 @@ class LedgerMovements(LedgerStore):
         debit.debit(transfer_id, request.amount)
         credit.credit(transfer_id, request.amount)
         return Transfer.post(transfer_id, request)
+
+    def _apply_or_record_rejection(
+        self, transfer_id: UUID, request: TransferRequest, accounts: Mapping[UUID, Account]
+    ) -> Transfer:
+        """``_apply``, but a business rejection is saved (``Transfer.Rejected``, so a
+        retry gets the same answer) before it is raised again."""
+        try:
+            return self._apply(transfer_id, request, accounts)
+        except TransferRejected as rejection:
+            self.save(Transfer.reject(transfer_id, request, rejection.code, rejection.detail))
+            raise
 
     def _plan_batch_item(self, item: Mapping[str, Any]) -> tuple[UUID, TransferRequest]:
         transfer_id = item.get("transfer_id") or new_id()

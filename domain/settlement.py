@@ -11,7 +11,6 @@ from domain.errors import (
     PendingExpired,
     TransferNotPending,
     TransferNotPosted,
-    TransferRejected,
 )
 from domain.ids import new_id
 from domain.limits import check_text
@@ -150,11 +149,7 @@ class LedgerSettlement(LedgerMovements):
             raise AmountOutOfRange(f"{remaining} of transfer {original_id} is left to reverse")
         request = _reversal_request(original, amount, description)
         accounts = self._load_accounts([request])
-        try:
-            reversal = self._apply(reversal_id, request, accounts)
-        except TransferRejected as rejection:
-            self.save(Transfer.reject(reversal_id, request, rejection.code, rejection.detail))
-            raise
+        reversal = self._apply_or_record_rejection(reversal_id, request, accounts)
         original.record_reversal(reversal_id, amount)
         recordings = self.save(*accounts.values(), original, reversal)
         return TransferView.of(reversal, recordings[-1].notification.id)
