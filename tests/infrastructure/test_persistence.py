@@ -89,42 +89,19 @@ def test_bad_database_urls_fail_at_start(url: str) -> None:
         Settings(database_url=url)
 
 
-def test_one_save_is_inserted_in_order_in_few_statements(tmp_path: Path) -> None:
-    """A batch of 600 transfers is 1,800 events (more than one INSERT's worth of rows):
-    their positions follow the order they were saved in, with no gaps."""
-    path = tmp_path / "l.db"
-    ledger = build_ledger(Settings(database_url=f"sqlite:///{path}", group_commit=False))
-    try:
-        payer = ledger.open_account("USD").id
-        payee = ledger.open_account("USD").id
-        ledger.deposit(payer, 10**6, "USD")
-        items = [
-            {"from_account": payer, "to_account": payee, "amount": 1, "currency": "USD"}
-            for _ in range(600)
-        ]
-        before = ledger.head_position()
-        views = ledger.transfer_batch(items)
-        after = ledger.head_position()
-    finally:
-        ledger.close()
-    assert after - before == 600 * 3  # a debit, a credit and a Transfer each
-    assert {view.position for view in views} == {after}
-    with sqlite3.connect(path) as connection:
-        rows = connection.execute(
-            "SELECT rowid, originator_id, originator_version FROM stored_events "
-            "WHERE rowid > ? ORDER BY rowid",
-            (before,),
-        ).fetchall()
-    connection.close()
-    assert [rowid for rowid, _, _ in rows] == list(range(before + 1, after + 1))
-    payer_versions = [version for _, originator, version in rows if originator == payer.hex]
-    assert payer_versions == sorted(payer_versions) and len(payer_versions) == 600
+@pytest.fixture(params=["sqlite", "postgres"])
+def sql_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A fresh SQLite file or PostgreSQL schema: the two stores with our own recorders."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'l.db'}"
+    return str(request.getfixturevalue("fresh_postgres_url"))
 
 
-def test_postgres_inserts_a_save_in_order(fresh_postgres_url: str) -> None:
-    """The arrays insert keeps the library's guarantees: one position per event, in the
-    order saved, a Transfer's event after its postings, and the events read back."""
-    ledger = build_ledger(Settings(database_url=fresh_postgres_url, group_commit=False))
+def test_one_save_is_inserted_in_order(sql_url: str) -> None:
+    """A batch of 600 transfers is 1,800 events (several INSERT statements' worth on
+    SQLite, one arrays insert on PostgreSQL): one position per event, with no gaps, in
+    the order saved, a Transfer's event after its postings, and the events read back."""
+    ledger = build_ledger(Settings(database_url=sql_url, group_commit=False))
     try:
         payer = ledger.open_account("USD").id
         payee = ledger.open_account("USD").id
@@ -140,26 +117,20 @@ def test_postgres_inserts_a_save_in_order(fresh_postgres_url: str) -> None:
         assert ledger.get_account(payer).balance == 10**6 - 600
     finally:
         ledger.close()
-    assert after - before == 600 * 3 and {view.position for view in views} == {after}
-    assert [n.id for n in notifications] == sorted(n.id for n in notifications)
-    assert len(notifications) == 1800
-    kinds = [n.topic.rsplit(".", 1)[-1] for n in notifications]
+    assert after - before == 600 * 3  # a debit, a credit and a Transfer each
+    assert {view.position for view in views} == {after}
+    assert [n.id for n in notifications] == list(range(before + 1, after + 1))
     # Saved account by account, then the transfers: the order the save lists them in.
+    kinds = [n.topic.rsplit(".", 1)[-1] for n in notifications]
     assert kinds == ["Debited"] * 600 + ["Credited"] * 600 + ["Posted"] * 600
+    payer_versions = [n.originator_version for n in notifications if n.originator_id == payer]
+    assert payer_versions == sorted(payer_versions) and len(payer_versions) == 600
 
 
-@pytest.mark.parametrize("kind", ["sqlite", "postgres"])
-def test_max_versions_answers_many_aggregates_in_one_query(
-    kind: str, tmp_path: Path, request: pytest.FixtureRequest
-) -> None:
+def test_max_versions_answers_many_aggregates_in_one_query(sql_url: str) -> None:
     """What batches use to trust cached accounts: every account's latest version,
     nothing for an id without events."""
-    url = (
-        f"sqlite:///{tmp_path / 'l.db'}"
-        if kind == "sqlite"
-        else str(request.getfixturevalue("fresh_postgres_url"))
-    )
-    ledger = build_ledger(Settings(database_url=url))
+    ledger = build_ledger(Settings(database_url=sql_url))
     try:
         ids = [ledger.open_account("USD").id for _ in range(3)]
         ledger.deposit(ids[0], 5, "USD")
