@@ -52,7 +52,7 @@ def queued_handlers(*names: str) -> Iterator[None]:
     finally:
         for logger in loggers:
             for handler in list(logger.handlers):
-                if isinstance(handler, QueueHandler):
+                if isinstance(handler, _PassRecords):
                     logger.removeHandler(handler)
             for handler in moved[logger.name]:
                 logger.addHandler(handler)
