@@ -24,7 +24,13 @@ from pydantic import BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from domain import errors as domain_errors
-from domain.errors import BatchItemFailed, LedgerError, TransferRejected, VersionMismatch
+from domain.errors import (
+    BatchItemFailed,
+    LedgerError,
+    TransferRejected,
+    Unavailable,
+    VersionMismatch,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -41,7 +47,7 @@ ERROR_STATUS: tuple[tuple[type[LedgerError], int], ...] = (
     (domain_errors.NotFound, 404),
     (domain_errors.VersionMismatch, 412),
     (domain_errors.ConcurrencyConflict, 409),
-    (domain_errors.TransferOutcomeUnknown, 503),
+    (domain_errors.Unavailable, 503),
     (domain_errors.InvalidRequest, 422),
     (domain_errors.TransferRejected, 422),
     (domain_errors.AccountNotEmpty, 422),
@@ -106,6 +112,7 @@ TITLES: dict[str, str] = {
     "headers_too_large": "Request headers too large",
     "method_not_allowed": "Method not allowed",
     "service_unavailable": "Service unavailable",
+    "outcome_unknown": "Outcome unknown; retry the same request",
     "internal_error": "Internal error",
 }
 
@@ -241,8 +248,13 @@ async def _ledger_error(request: Request, error: Exception) -> JSONResponse:
     transfer_id = getattr(request.state, "transfer_id", None)
     if transfer_id is not None and isinstance(error, TransferRejected):
         extra["transfer_id"] = str(transfer_id)
+    headers = {}
+    if isinstance(error, Unavailable):
+        headers["Retry-After"] = str(request.app.state.settings.store_busy_retry_after_seconds)
     _count_rejection(request, error)
-    return problem_response(request, status_for(error), error.code, error.detail, extra=extra)
+    return problem_response(
+        request, status_for(error), error.code, error.detail, headers=headers, extra=extra
+    )
 
 
 async def _problem(request: Request, error: Exception) -> JSONResponse:

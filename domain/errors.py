@@ -26,7 +26,9 @@ match on it, and a rejected transfer stores it so a retry gets the same answer.
     ├── PendingExpired                 code pending_expired
     ├── VersionMismatch                code version_mismatch
     ├── ConcurrencyConflict            code conflict (retries exhausted)
-    └── TransferOutcomeUnknown         code outcome_unknown (no answer in time; retry the id)
+    └── Unavailable                    the command did not complete; retry it as it was
+        ├── ServiceUnavailable         code service_unavailable (nothing was written)
+        └── OutcomeUnknown             code outcome_unknown (the commit was sent, no answer)
 """
 
 from __future__ import annotations
@@ -164,8 +166,18 @@ class ConcurrencyConflict(LedgerError):
     code = "conflict"
 
 
-class TransferOutcomeUnknown(LedgerError):
-    """The writer did not answer in time; the transfer may or may not be committed.
+class Unavailable(LedgerError):
+    """The command did not complete; the same command again (same id) is safe."""
+
+
+class ServiceUnavailable(Unavailable):
+    """The store failed before the commit was sent: nothing of the command was written."""
+
+    code = "service_unavailable"
+
+
+class OutcomeUnknown(Unavailable):
+    """The commit was sent and no answer came: it may or may not be written.
 
     Retrying with the same transfer id is safe: it replays or completes it.
     """

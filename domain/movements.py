@@ -17,8 +17,8 @@ from domain.errors import (
     IdempotencyKeyReused,
     InvalidRequest,
     LedgerError,
+    OutcomeUnknown,
     SameAccount,
-    TransferOutcomeUnknown,
     TransferRejected,
 )
 from domain.ids import new_id
@@ -61,7 +61,7 @@ class LedgerMovements(LedgerStore):
         try:
             return future.result(self.transfer_timeout_seconds)
         except FutureTimeout:
-            raise TransferOutcomeUnknown(
+            raise OutcomeUnknown(
                 f"no answer within {self.transfer_timeout_seconds} s; retry with the same id"
             ) from None
 

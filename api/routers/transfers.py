@@ -30,7 +30,7 @@ from api.schemas import (
     ReverseTransfer,
     TransferOut,
 )
-from domain.errors import TransferOutcomeUnknown
+from domain.errors import OutcomeUnknown
 from domain.ledger import Ledger
 from domain.views import TransferView
 from infrastructure.settings import Settings
@@ -93,7 +93,7 @@ async def create_transfer(
             async with asyncio.timeout(ledger.transfer_timeout_seconds):
                 view = await asyncio.wrap_future(future)
         except TimeoutError:
-            raise TransferOutcomeUnknown(
+            raise OutcomeUnknown(
                 f"no answer within {ledger.transfer_timeout_seconds} s; "
                 "retry with the same id or Idempotency-Key"
             ) from None
