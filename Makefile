@@ -19,15 +19,18 @@ test: $(STAMP)
 	$(BIN)/python -m pytest -q
 
 # The fault tests for minutes: the HTTP bank workloads (SOAK_SECONDS each), the SQLite
-# crash loop (SOAK_KILLS kills) and the PostgreSQL crash (SOAK_PG_RESTARTS crashes).
+# crash loop (SOAK_KILLS kills), the PostgreSQL crash (SOAK_PG_RESTARTS crashes) and
+# the seeded simulation (SOAK_SIM_SEEDS seeds per store and commit mode).
 SOAK_SECONDS ?= 300
 SOAK_KILLS ?= 1000
 SOAK_PG_RESTARTS ?= 20
+SOAK_SIM_SEEDS ?= 200
 soak: $(STAMP)
 	HTTP_BANK_SECONDS=$(SOAK_SECONDS) CRASH_LOOP_KILLS=$(SOAK_KILLS) \
-	PG_RESTART_ROUNDS=$(SOAK_PG_RESTARTS) $(BIN)/python -m pytest -q -s \
+	PG_RESTART_ROUNDS=$(SOAK_PG_RESTARTS) SIM_SEEDS=$(SOAK_SIM_SEEDS) \
+	  $(BIN)/python -m pytest -q -s \
 	  tests/reliability/test_http_bank.py tests/reliability/test_crash_loop.py \
-	  tests/reliability/test_postgres_restart.py
+	  tests/reliability/test_postgres_restart.py tests/reliability/test_simulation.py
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/run_all.py

@@ -14,9 +14,9 @@ from fastapi import Depends, Header, Request, Response
 
 from api.errors import Problem
 from api.metrics import Metrics
-from domain.ids import new_id
 from domain.ledger import Ledger
-from domain.views import AccountView, TransferView
+from domain.results import AccountView, TransferView
+from infrastructure.ids import new_id
 from infrastructure.settings import Settings
 
 # The getters below are ``async`` although they await nothing: a plain ``def``

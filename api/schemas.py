@@ -13,13 +13,13 @@ from uuid import UUID
 
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, StringConstraints
 
+from domain.ledger import BATCH_SIZE_MAX
 from domain.limits import (
     METADATA_KEY_LENGTH_MAX,
     METADATA_KEYS_MAX,
     METADATA_VALUE_LENGTH_MAX,
     TEXT_LENGTH_MAX,
 )
-from domain.movements import BATCH_SIZE_MAX
 
 Amount = Annotated[StrictInt, Field(description="minor units (cents), 1..10**15", examples=[2500])]
 Currency = Annotated[

@@ -14,6 +14,8 @@ from uuid import UUID
 
 from eventsourcing.domain import Aggregate, event
 
+from domain.errors import REJECTIONS_BY_CODE, TransferRejected
+
 POSTED = "posted"
 PENDING = "pending"
 VOIDED = "voided"
@@ -150,6 +152,13 @@ class Transfer(Aggregate, created_event_name="Posted"):
             timeout_seconds=self.timeout_seconds,
             reverses=self.reverses,
         )
+
+    def rejection(self) -> TransferRejected | None:
+        """The recorded refusal, as the error to raise again on a retry."""
+        if self.status != REJECTED:
+            return None
+        assert self.error_code is not None and self.error_detail is not None
+        return REJECTIONS_BY_CODE[self.error_code](self.error_detail)
 
     def is_expired(self, now: datetime) -> bool:
         return self.status == PENDING and self.expires_at is not None and now >= self.expires_at

@@ -9,6 +9,7 @@ on power loss; we set FULL on every connection and check it took.
 from __future__ import annotations
 
 import sqlite3
+import threading
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime
@@ -17,7 +18,12 @@ from typing import Any
 from uuid import UUID
 
 import psycopg
-from eventsourcing.persistence import InterfaceError, StoredEvent
+from eventsourcing.persistence import (
+    IntegrityError,
+    InterfaceError,
+    PersistenceError,
+    StoredEvent,
+)
 from eventsourcing.postgres import PostgresApplicationRecorder, PostgresFactory
 from eventsourcing.sqlite import (
     SQLiteApplicationRecorder,
@@ -29,8 +35,11 @@ from eventsourcing.sqlite import (
 from psycopg import sql
 from psycopg.rows import tuple_row
 
+from domain.errors import OutcomeUnknown
 from domain.ledger import Ledger
 from infrastructure.settings import DatabaseUrl, Settings
+from infrastructure.transfer_threads import TransferThreads
+from infrastructure.tuned_ledger import TunedLedger
 
 SQLITE_SYNCHRONOUS_FULL = 2
 SQLITE_ROWID_MAX = 2**63 - 1
@@ -56,6 +65,40 @@ class DurableSQLiteConnectionPool(SQLiteConnectionPool):
         return connection
 
 
+class CommitTracking:
+    """Tells a failed commit apart from a failure before it, per thread.
+
+    ``Ledger`` answers a store failure as ``ServiceUnavailable`` (nothing written,
+    safe to retry). That holds until the COMMIT is sent; if it fails after that, the
+    transaction may or may not be durable, and the honest answer is ``OutcomeUnknown``
+    (retry with the same id: it replays or completes). A recorder calls
+    ``commit_sending`` as the last step before its COMMIT, and wraps its insert in
+    ``outcome_of_commit``. A conflict stays an ``IntegrityError``: the command's retry
+    reads the store and replays its own write if that is what conflicted.
+    """
+
+    def __init__(self) -> None:
+        self._local = threading.local()
+
+    def commit_sending(self) -> None:
+        self._local.sent = True
+
+    @contextmanager
+    def outcome_of_commit(self) -> Iterator[None]:
+        self._local.sent = False
+        try:
+            yield
+        except IntegrityError:
+            raise
+        except PersistenceError as error:
+            if getattr(self._local, "sent", False):
+                raise OutcomeUnknown(
+                    f"the commit was sent and failed ({type(error).__name__}); it may or may "
+                    "not be written: retry with the same id"
+                ) from error
+            raise
+
+
 class FewCallsSQLiteApplicationRecorder(SQLiteApplicationRecorder):
     """Inserts a save's events in one or a few calls instead of one call per event.
 
@@ -71,6 +114,16 @@ class FewCallsSQLiteApplicationRecorder(SQLiteApplicationRecorder):
     is the only writer, and SQLite gives each new row the largest rowid so far plus
     one, until the largest possible rowid is used, which is checked.
     """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.commit_tracking = CommitTracking()
+
+    def insert_events(
+        self, stored_events: Sequence[StoredEvent], **kwargs: Any
+    ) -> Sequence[int] | None:
+        with self.commit_tracking.outcome_of_commit():
+            return super().insert_events(stored_events, **kwargs)
 
     def _insert_events(
         self, c: SQLiteCursor, stored_events: Sequence[StoredEvent], **_: Any
@@ -100,6 +153,7 @@ class FewCallsSQLiteApplicationRecorder(SQLiteApplicationRecorder):
         (last,) = c.fetchone()
         if last >= SQLITE_ROWID_MAX:
             raise InterfaceError("the events table used the largest rowid: positions would break")
+        self.commit_tracking.commit_sending()  # the library's transaction commits next
         return list(range(last - len(rows) + 1, last + 1))
 
     def max_versions(self, originator_ids: Sequence[UUID]) -> dict[UUID, int]:
@@ -148,6 +202,7 @@ class ArraysPostgresApplicationRecorder(PostgresApplicationRecorder):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
+        self.commit_tracking = CommitTracking()
         # The ledger's aggregate ids are UUIDs, kept in the library's default uuid column.
         assert self.datastore.originator_id_type == "uuid", self.datastore.originator_id_type
         self.insert_arrays_statement = sql.SQL(
@@ -181,6 +236,22 @@ class ArraysPostgresApplicationRecorder(PostgresApplicationRecorder):
             ),
             prepare=True,
         )
+
+    def insert_events(
+        self, stored_events: Sequence[StoredEvent], **kwargs: Any
+    ) -> Sequence[int] | None:
+        with self.commit_tracking.outcome_of_commit():
+            positions: Sequence[int] | None = super().insert_events(stored_events, **kwargs)
+            return positions
+
+    def _fetch_ids_after_insert_events(
+        self, curs: Any, stored_events: Sequence[StoredEvent], **kwargs: Any
+    ) -> Sequence[int] | None:
+        ids: Sequence[int] | None = super()._fetch_ids_after_insert_events(
+            curs, stored_events, **kwargs
+        )
+        self.commit_tracking.commit_sending()  # the library's transaction commits next
+        return ids
 
     def max_versions(self, originator_ids: Sequence[UUID]) -> dict[UUID, int]:
         """The latest version of each aggregate that has events, in one query."""
@@ -267,14 +338,16 @@ def build_ledger(settings: Settings, *, clock: Callable[[], datetime] | None = N
     ``clock`` decides when pending transfers expire; tests inject one.
     """
     prepare_database(settings)
+    ledger_class = TunedLedger if settings.group_commit else Ledger
     with schema_lock(settings):
-        ledger = Ledger(
+        ledger = ledger_class(
             ledger_env(settings),
             snapshot_interval=settings.snapshot_interval,
             retry_attempts=settings.retry_attempts,
             clock=clock,
-            group_commit=settings.group_commit,
         )
+    if ledger.transfer_queue is None:
+        ledger.transfer_queue = TransferThreads(ledger)
     if settings.database.kind == "sqlite":
         check_sqlite_durability(settings.database.path)
     return ledger

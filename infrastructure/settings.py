@@ -27,8 +27,9 @@ class Settings(BaseSettings):
     retry_attempts: int = Field(12, ge=1, le=1000)
     group_commit: bool = Field(
         True,
-        description="queue concurrent transfers to one writer that commits many in one "
-        "transaction; false runs each in its own transaction (for comparison, debugging)",
+        description="the tuned write path (infrastructure.tuned_ledger): one writer commits "
+        "many concurrent transfers in one transaction; false runs the plain Ledger, each "
+        "command in its own transaction, with the same rules and answers",
     )
     aggregate_cache_size: int = Field(
         10_000,

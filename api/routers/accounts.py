@@ -32,7 +32,7 @@ from api.schemas import (
     UpdateAccount,
 )
 from domain.ledger import EVENTS_PAGE_SIZE_MAX
-from domain.views import AccountView, BalanceAt, TransferView
+from domain.results import AccountView, BalanceAt, TransferView
 
 router = APIRouter(prefix="/v1/accounts", tags=["accounts"])
 

@@ -30,9 +30,8 @@ from api.schemas import (
     ReverseTransfer,
     TransferOut,
 )
-from domain.errors import OutcomeUnknown
 from domain.ledger import Ledger
-from domain.views import TransferView
+from domain.results import TransferView
 from infrastructure.settings import Settings
 from projections.expiry import PendingExpirySweeper
 
@@ -68,8 +67,8 @@ async def create_transfer(
     response: Response,
     idempotency_key: IdempotencyKeyHeader = None,
 ) -> TransferView:
-    """With group commit this awaits the writer without holding a thread; without it,
-    the transfer runs in the thread pool like every other command.
+    """Awaits the transfer's future without holding a thread: the ledger queues it
+    (to the group-commit writer, or to a pool thread without group commit).
 
     The busiest route takes the ledger and the metrics from app.state rather than as
     dependencies: each dependency costs FastAPI tens of microseconds per request.
@@ -78,25 +77,18 @@ async def create_transfer(
     metrics: Metrics = request.app.state.metrics
     idempotency_key = checked_idempotency_key(idempotency_key)
     transfer_id = request.state.transfer_id = command_id(body.id, idempotency_key)
-    arguments = (
+    # Queueing does no I/O: the request is checked, then handed over.
+    future = ledger.submit_transfer(
         body.from_account, body.to_account, body.amount, body.currency,
         body.description, body.metadata, transfer_id,
+        pending=body.pending, timeout_seconds=body.timeout_seconds,
     )  # fmt: skip
-    options = {"pending": body.pending, "timeout_seconds": body.timeout_seconds}
-    if ledger.group_committer is None:
-        view = await run_in_threadpool(ledger.transfer, *arguments, **options)
-    else:
-        # Queueing does no I/O: the request is checked, then handed to the writer.
-        future = ledger.submit_transfer(*arguments, **options)
-        try:
-            # asyncio.timeout, not wait_for: wait_for wraps the await in a Task of its own.
-            async with asyncio.timeout(ledger.transfer_timeout_seconds):
-                view = await asyncio.wrap_future(future)
-        except TimeoutError:
-            raise OutcomeUnknown(
-                f"no answer within {ledger.transfer_timeout_seconds} s; "
-                "retry with the same id or Idempotency-Key"
-            ) from None
+    try:
+        # asyncio.timeout, not wait_for: wait_for wraps the await in a Task of its own.
+        async with asyncio.timeout(ledger.transfer_timeout_seconds):
+            view = await asyncio.wrap_future(future)
+    except TimeoutError:
+        raise ledger.gave_up(future) from None
     return answer_transfer(response, view, metrics)
 
 

@@ -16,10 +16,12 @@ from domain.errors import (
     IdempotencyKeyReused,
     InsufficientFunds,
     LedgerError,
+    ServiceUnavailable,
 )
-from domain.group_commit import TransferCommand
 from domain.ledger import Ledger
 from domain.transfer import TransferRequest
+from infrastructure.group_commit import TransferCommand
+from tests.reliability.faults import Faults
 
 
 def request(payer: UUID, payee: UUID, amount: int) -> TransferRequest:
@@ -145,3 +147,30 @@ class TestTheWritersCopies:
             ledger.transfer(alice, bob, 10, "USD")
         assert ledger.get_account(alice).balance == 0
         assert ledger.get_account(bob).balance == 10
+
+
+@pytest.mark.parametrize("store", ["memory", "sqlite", "postgres"], indirect=True)
+def test_a_load_failing_mid_group_leaves_no_orphan_for_the_next_group(ledger: Ledger) -> None:
+    """The review's case, forced: Alice's and Bob's accounts are the writer's (cached),
+    Carol's is not; the group pays Bob from Alice, then fails loading Carol. Nothing
+    of the first payment may ride along with the next group."""
+    faults = Faults(ledger)
+    alice, bob = ledger.open_account("EUR").id, ledger.open_account("EUR").id
+    ledger.deposit(alice, 100)
+    ledger.deposit(bob, 100)  # both now in the writer's committed copies
+    carol = ledger.open_account("EUR").id  # opened elsewhere: the writer must load it
+    first = TransferCommand(uuid4(), TransferRequest(alice, bob, 7, "EUR", "", {}))
+    second = TransferCommand(uuid4(), TransferRequest(alice, carol, 7, "EUR", "", {}))
+    faults.arm("load")
+    ledger.group_committer.commit_group([first, second])
+    assert faults.fired["load"] == 1
+    for command in (first, second):
+        with pytest.raises(ServiceUnavailable):
+            command.future.result()
+        assert ledger.find(command.transfer_id) is None
+    third = ledger.transfer(bob, alice, 1, "EUR")
+    assert third.status == "posted"
+    assert ledger.get_account(alice).balance == 101
+    assert ledger.get_account(bob).balance == 99
+    assert ledger.get_account(carol).balance == 0
+    assert [e.type for e in ledger.account_events(alice)][-2:] == ["Credited", "Credited"]

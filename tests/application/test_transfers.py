@@ -12,7 +12,7 @@ from domain.errors import (
     InsufficientFunds,
 )
 from domain.ledger import Ledger
-from domain.views import AccountView
+from domain.results import AccountView
 
 # Every rule must hold whether transfers are committed in groups or one by one.
 pytestmark = pytest.mark.parametrize("commit_mode", ["group", "per_command"], indirect=True)

@@ -19,6 +19,7 @@ from domain.account import Account
 from domain.errors import InvalidRequest
 from domain.ledger import Ledger
 from domain.money import world_account_id
+from domain.rules import decide_transfer
 from domain.transfer import TransferRequest
 from infrastructure.settings import Settings
 from infrastructure.views import ViewStore, ViewTransaction
@@ -270,8 +271,8 @@ class TestText:
         world = world_account_id("USD")
         for description, pending in (("held\x00", True), ("x\x00y", False)):
             request = TransferRequest(world, account, 5, "USD", description, {}, pending)
-            accounts = ledger._load_accounts([request])
-            transfer = ledger._apply(uuid4(), request, accounts)
+            accounts = ledger.load_accounts([world, account])
+            transfer = decide_transfer(accounts, uuid4(), request, ledger.clock())
             ledger.save(*accounts.values(), transfer)
             if pending:
                 ledger.post_pending(transfer.id)

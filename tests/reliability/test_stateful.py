@@ -58,7 +58,7 @@ from domain import errors
 from domain.errors import LedgerError
 from domain.ledger import Ledger
 from domain.money import world_account_id
-from domain.views import AccountView, TransferView
+from domain.results import AccountView, TransferView
 from infrastructure.persistence import build_ledger, ledger_env, postgres_connect
 from infrastructure.settings import Settings
 from tests.reliability.ledger_model import PENDING, Answer, LedgerModel, Request

@@ -1,4 +1,4 @@
-"""Plain values the use cases return: no aggregates, no HTTP schemas."""
+"""What the use cases return: plain values, no aggregates, no HTTP schemas."""
 
 from __future__ import annotations
 
@@ -112,6 +112,20 @@ class AccountEvent:
     timestamp: datetime
     data: dict[str, Any] = field(default_factory=dict)
 
+    @classmethod
+    def of(cls, stored: Any) -> AccountEvent:
+        data = {
+            key: value
+            for key, value in vars(stored).items()
+            if key not in ("originator_id", "originator_version", "timestamp", "originator_topic")
+        }
+        return cls(
+            version=stored.originator_version,
+            type=type(stored).__name__,
+            timestamp=stored.timestamp,
+            data=data,
+        )
+
 
 @dataclass(frozen=True)
 class BalanceAt:
@@ -126,3 +140,17 @@ class BalanceAt:
     pending_debits: int
     pending_credits: int
     status: str
+
+    @classmethod
+    def of(cls, account: Account) -> BalanceAt:
+        return cls(
+            account_id=account.id,
+            currency=account.currency,
+            version=account.version,
+            timestamp=account.modified_on,
+            balance=account.balance,
+            available_balance=account.available_balance,
+            pending_debits=account.pending_debits,
+            pending_credits=account.pending_credits,
+            status=account.status,
+        )

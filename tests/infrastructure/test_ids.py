@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import uuid
 
-from domain.ids import new_id
+from infrastructure.ids import new_id
 
 
 def test_ids_are_random_version_4_uuids_and_unique() -> None:
