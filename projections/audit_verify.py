@@ -27,7 +27,7 @@ from uuid import UUID
 from eventsourcing.application import Application
 
 from infrastructure.audit_log import EventLog
-from infrastructure.audit_store import START, ChainPoint, ChainStore
+from infrastructure.audit_store import START, ChainPoint, ViewChainStore
 from infrastructure.hashing import ALGORITHM, GENESIS, Digest, Row, chain_hashes
 from projections.audit_chain import AuditChain
 from projections.audit_invariants import ACCOUNT, LedgerInvariants, Problem
@@ -67,7 +67,7 @@ class Verifier:
         batch_size: int = BATCH_SIZE_DEFAULT,
     ) -> None:
         self.log: EventLog = chain.log
-        self.store: ChainStore = chain.store
+        self.store: ViewChainStore = chain.store
         self.decode = decode
         self.digest = digest
         self.read_model_checks = read_model_checks
