@@ -18,10 +18,9 @@ from typing import Any
 from anyio import to_thread
 from fastapi import FastAPI
 
-from api.auth import may_run_open
+from api.auth import ActiveKeys, may_run_open
 from api.errors import install_error_handlers, move_problems_to_problem_json
 from api.header_limit import HeaderSizeLimit
-from api.keystore import ActiveKeys, build_keystore
 from api.logs import QUEUED_LOGGERS, queued_handlers
 from api.metrics import Metrics
 from api.middleware import BodySizeLimit, RequestMetrics
@@ -29,6 +28,7 @@ from api.openapi_replays import document_replays
 from api.ratelimit import build_rate_limiter
 from api.routers import accounts, audit, operations, read_models, transfers
 from api.strict_json import StrictJsonBodies
+from infrastructure.api_keys import build_keystore
 from infrastructure.persistence import build_ledger
 from infrastructure.settings import Settings
 
