@@ -20,10 +20,10 @@ from pydantic import BaseModel, Field
 from api.auth import AuditAccess
 from api.errors import Problem, problem_responses
 from domain.ledger import Ledger
-from infrastructure.hashing import ALGORITHM, parse_digest
 from infrastructure.settings import Settings
 from infrastructure.views import ViewStore
 from projections.audit import Audit
+from projections.audit.hashing import ALGORITHM, parse_digest
 
 router = APIRouter(tags=["audit"])
 

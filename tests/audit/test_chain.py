@@ -2,7 +2,7 @@
 exactly-once checkpoints.
 
 Method: re-implement the verifier from the README's description in a few lines,
-independently of ``infrastructure.hashing``, and compare with the digest; run two
+independently of ``projections.audit.hashing``, and compare with the digest; run two
 followers at once on separate view connections and check the checkpoints are
 exactly one per event with the right hashes; restart a follower midway.
 """
@@ -16,8 +16,12 @@ from uuid import UUID
 
 from eventsourcing.cryptography import AESCipher
 
-from infrastructure.audit_store import START, ChainBatch, ChainPoint
-from infrastructure.hashing import (
+from infrastructure.persistence import build_ledger
+from infrastructure.settings import Settings
+from infrastructure.views import ViewStore
+from projections.audit import Audit
+from projections.audit.chain import AuditChain
+from projections.audit.hashing import (
     ALGORITHM,
     GENESIS,
     Digest,
@@ -25,11 +29,7 @@ from infrastructure.hashing import (
     link,
     parse_digest,
 )
-from infrastructure.persistence import build_ledger
-from infrastructure.settings import Settings
-from infrastructure.views import ViewStore
-from projections.audit import Audit
-from projections.audit_chain import AuditChain
+from projections.audit.store import START, ChainBatch, ChainPoint
 from tests.audit.conftest import Audited, Tamper, populate
 
 

@@ -1,7 +1,7 @@
 """The ``audit_chain`` projection: hash chain checkpoints over the event log.
 
 It follows the notification log in position order, extends the chain
-(``infrastructure.hashing``) and, per batch, writes in one transaction: a checkpoint
+(``projections.audit.hashing``) and, per batch, writes in one transaction: a checkpoint
 every ``checkpoint_interval`` events, the positions it found empty, and its head,
 which is also its tracking record. The write is a compare-and-set on the head it
 started from, so a restart or a second follower never applies a batch twice.
@@ -17,10 +17,10 @@ from typing import Any
 
 from eventsourcing.application import Application
 
-from infrastructure.audit_log import EventLog, event_log_for
-from infrastructure.audit_store import ChainBatch, ChainPoint, ViewChainStore
-from infrastructure.hashing import ALGORITHM, Digest, Row, chain_hashes
 from infrastructure.views import ViewStore
+from projections.audit.event_log import EventLog, event_log_for
+from projections.audit.hashing import ALGORITHM, Digest, Row, chain_hashes
+from projections.audit.store import ChainBatch, ChainPoint, ViewChainStore
 
 NAME = "audit_chain"
 CHECKPOINT_INTERVAL_DEFAULT = 1

@@ -17,7 +17,7 @@ from eventsourcing.application import Application
 from eventsourcing.domain import EventSourcingError
 
 from infrastructure.views import ViewStore
-from projections.audit_invariants import LedgerInvariants, Problem
+from projections.audit.invariants import LedgerInvariants, Problem
 
 BALANCES_FIELDS = (
     "currency", "status", "balance", "available_balance", "pending_debits",

@@ -19,8 +19,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
-from infrastructure.hashing import GENESIS
 from infrastructure.views import StalePosition, ViewStore
+from projections.audit.hashing import GENESIS
 
 TRACKING_NAME = "audit_chain"
 
