@@ -1,27 +1,28 @@
 """The FastAPI application factory.
 
-``create_app(settings)`` builds nothing at import time: the lifespan builds the Ledger
-and the API-key store and keeps them on ``app.state``. Each module in ``ROUTERS``
-exposes a ``router``; one that also has a ``lifespan(app)`` (an async context manager:
-the projection follower, the pending-transfer sweeper) runs it inside ours, after
-the ledger is built.
+``create_app(settings)`` builds nothing at import time. Its lifespan starts, in this
+order: the API-key store, the Ledger, the log queue, then the background parts
+(the projection runner with the read models' views, the ``audit_chain`` follower
+with its views, the pending-transfer expiry sweeper), keeping each on ``app.state``.
+Shutdown stops them in the reverse order, and a part that fails to start stops the
+ones started before it. The sweeper writes (it voids expired transfers), so it
+starts after the followers and stops before them.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Callable
-from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
-from types import ModuleType
+import threading
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack, asynccontextmanager
 from typing import Any
 
 from anyio import to_thread
-from fastapi import FastAPI
+from fastapi import APIRouter, FastAPI
 
-from api.auth import may_run_open
+from api.auth import ActiveKeys, may_run_open
 from api.errors import install_error_handlers, move_problems_to_problem_json
 from api.header_limit import HeaderSizeLimit
-from api.keystore import ActiveKeys, build_keystore
 from api.logs import QUEUED_LOGGERS, queued_handlers
 from api.metrics import Metrics
 from api.middleware import BodySizeLimit, RequestMetrics
@@ -29,13 +30,28 @@ from api.openapi_replays import document_replays
 from api.ratelimit import build_rate_limiter
 from api.routers import accounts, audit, operations, read_models, transfers
 from api.strict_json import StrictJsonBodies
+from domain.ledger import Ledger
+from infrastructure.api_keys import build_keystore
 from infrastructure.persistence import build_ledger
 from infrastructure.settings import Settings
+from infrastructure.views import ViewStore
+from projections.audit import Audit
+from projections.catalog import select_projections
+from projections.expiry import PendingExpirySweeper
+from projections.queries import ReadModels
+from projections.runner import ProjectionRunner
 
 logger = logging.getLogger(__name__)
 
 # Routes are matched in this order: the busiest (transfers) first.
-ROUTERS: tuple[ModuleType, ...] = (transfers, accounts, read_models, operations, audit)
+ROUTERS: tuple[APIRouter, ...] = (
+    transfers.router,
+    accounts.router,
+    read_models.router,
+    operations.router,
+    audit.router,
+)
+AUDIT_FOLLOWER_JOIN_SECONDS = 10
 # A batch of 1000 transfers cannot fit in 64 KiB; it alone may send up to 1 MiB.
 BATCH_BODY_SIZE_MAX_BYTES = 1024 * 1024
 
@@ -55,15 +71,15 @@ def create_app(settings: Settings) -> FastAPI:
         title="eventledger",
         version="1",
         description=DESCRIPTION,
-        lifespan=_lifespan_with(ROUTERS),
+        lifespan=lifespan,
     )
     app.state.settings = settings
     app.state.metrics = metrics = Metrics()
     app.state.rate_limiter = build_rate_limiter(settings)
     metrics.follow_conflict_retries(lambda: _conflict_retries(app))
     install_error_handlers(app)
-    for router_module in ROUTERS:
-        app.include_router(router_module.router)
+    for router in ROUTERS:
+        app.include_router(router)
     # Inside the body limit, so the body it reads whole is bounded.
     app.add_middleware(StrictJsonBodies)
     # Added last = outermost: the limit answers before routing, metrics see it all.
@@ -88,31 +104,116 @@ def create_app_from_environment() -> FastAPI:
     return create_app(Settings())
 
 
-def _lifespan_with(
-    plugins: tuple[ModuleType, ...],
-) -> Callable[[FastAPI], AbstractAsyncContextManager[None]]:
-    @asynccontextmanager
-    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        settings: Settings = app.state.settings
-        keystore = await to_thread.run_sync(build_keystore, settings)
-        try:
-            await to_thread.run_sync(_check_open_mode, settings, keystore.has_active())
-            app.state.keystore = keystore
-            app.state.active_keys = ActiveKeys(keystore)
-            app.state.ledger = ledger = await to_thread.run_sync(build_ledger, settings)
-            try:
-                async with AsyncExitStack() as stack:
-                    stack.enter_context(queued_handlers(*QUEUED_LOGGERS))
-                    for plugin in plugins:
-                        if hasattr(plugin, "lifespan"):
-                            await stack.enter_async_context(plugin.lifespan(app))
-                    yield
-            finally:
-                ledger.close()
-        finally:
-            keystore.close()
+@asynccontextmanager
+async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+    """Starts each part in order; the exit stack stops those started, last first."""
+    settings: Settings = app.state.settings
+    async with AsyncExitStack() as started:
+        await started.enter_async_context(_keystore(app, settings))
+        ledger = await started.enter_async_context(_ledger(app, settings))
+        started.enter_context(queued_handlers(*QUEUED_LOGGERS))
+        await started.enter_async_context(_read_models(app, settings, ledger))
+        await started.enter_async_context(_audit(app, settings, ledger))
+        await started.enter_async_context(_expiry_sweeper(settings, ledger))
+        yield
 
-    return lifespan
+
+@asynccontextmanager
+async def _keystore(app: FastAPI, settings: Settings) -> AsyncIterator[None]:
+    """The API keys; with none, the server may run open only where ``may_run_open``."""
+    keystore = await to_thread.run_sync(build_keystore, settings)
+    try:
+        has_keys = await to_thread.run_sync(keystore.has_active)
+        await to_thread.run_sync(_check_open_mode, settings, has_keys)
+        app.state.keystore = keystore
+        app.state.active_keys = ActiveKeys(keystore)
+        yield
+    finally:
+        keystore.close()
+
+
+@asynccontextmanager
+async def _ledger(app: FastAPI, settings: Settings) -> AsyncIterator[Ledger]:
+    app.state.ledger = ledger = await to_thread.run_sync(build_ledger, settings)
+    try:
+        yield ledger
+    finally:
+        ledger.close()
+
+
+@asynccontextmanager
+async def _read_models(app: FastAPI, settings: Settings, ledger: Ledger) -> AsyncIterator[None]:
+    """The read models' views and, unless ``run_projections`` is off (``serve
+    --no-projections``, when ``eventledger projections run`` follows elsewhere), the
+    projection runner that keeps them at the log's head."""
+    views = await to_thread.run_sync(ViewStore.from_settings, settings)
+    runner: ProjectionRunner | None = None
+    try:
+        if settings.run_projections:
+            runner = await to_thread.run_sync(_build_runner, settings, ledger, views)
+            runner.start()
+        wake = runner.wake if runner is not None else None
+        app.state.read_models = await to_thread.run_sync(
+            ReadModels, views, ledger.head_position, wake
+        )
+        app.state.projection_runner = runner
+        yield
+    finally:
+        if runner is not None:
+            await to_thread.run_sync(runner.stop)
+        views.close()
+
+
+def _build_runner(settings: Settings, ledger: Ledger, views: ViewStore) -> ProjectionRunner:
+    return ProjectionRunner(
+        ledger,
+        views,
+        select_projections(),
+        events_database=settings.database,
+        batch_size=settings.projections_batch_size,
+        poll_interval_seconds=settings.projections_poll_interval_seconds,
+    )
+
+
+@asynccontextmanager
+async def _audit(app: FastAPI, settings: Settings, ledger: Ledger) -> AsyncIterator[None]:
+    """The audit on views of its own and, unless ``run_projections`` is off, a thread
+    that keeps the ``audit_chain`` projection at the log's head."""
+    views = await to_thread.run_sync(ViewStore.from_settings, settings)
+    stop = threading.Event()
+    follower: threading.Thread | None = None
+    try:
+        app.state.audit = audit = await to_thread.run_sync(Audit, ledger, views)
+        app.state.audit_verify_lock = threading.Lock()
+        if settings.run_projections:
+            follower = threading.Thread(
+                target=audit.follow,
+                args=(stop, settings.projections_poll_interval_seconds),
+                name="audit-chain-follower",
+                daemon=True,
+            )
+            follower.start()
+        yield
+    finally:
+        stop.set()
+        if follower is not None:
+            await to_thread.run_sync(follower.join, AUDIT_FOLLOWER_JOIN_SECONDS)
+        views.close()
+
+
+@asynccontextmanager
+async def _expiry_sweeper(settings: Settings, ledger: Ledger) -> AsyncIterator[None]:
+    """Voids expired pending transfers in the background (see projections.expiry),
+    unless ``pending_sweep_interval_seconds`` is 0."""
+    if not settings.pending_sweep_interval_seconds:
+        yield
+        return
+    sweeper = PendingExpirySweeper(ledger, settings.pending_sweep_interval_seconds)
+    sweeper.start()
+    try:
+        yield
+    finally:
+        await to_thread.run_sync(sweeper.stop)
 
 
 def _check_open_mode(settings: Settings, has_keys: bool) -> None:

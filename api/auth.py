@@ -9,6 +9,7 @@ address, or started with ``--insecure-no-auth``.
 from __future__ import annotations
 
 import ipaddress
+import time
 from collections.abc import Awaitable, Callable
 from typing import Annotated
 
@@ -17,8 +18,8 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from api.errors import Problem
-from api.keystore import SCOPES, ActiveKeys, KeyRecord, KeyStore, authenticate
 from api.ratelimit import enforce_rate_limit
+from infrastructure.api_keys import SCOPES, KeyRecord, KeyStore, authenticate
 from infrastructure.settings import Settings
 
 _bearer = HTTPBearer(auto_error=False, description="An API key: `Authorization: Bearer elk_...`")
@@ -38,6 +39,31 @@ def is_loopback(host: str) -> bool:
 def may_run_open(settings: Settings) -> bool:
     """Without keys, serve only where nobody else can reach us, or when told to."""
     return is_loopback(settings.host) or settings.insecure_no_auth
+
+
+class ActiveKeys:
+    """Whether any unrevoked key exists, read from the store at most once per TTL.
+
+    Asked on every request without a key, to decide whether the API is open. The
+    first key created (or the last one revoked) takes effect within ``ttl_seconds``.
+    """
+
+    def __init__(self, keystore: KeyStore, ttl_seconds: float = 1.0) -> None:
+        self.keystore = keystore
+        self.ttl_seconds = ttl_seconds
+        self._answer: tuple[float, bool] | None = None
+
+    def cached(self) -> bool | None:
+        """The last answer if still fresh, else None."""
+        answer = self._answer
+        if answer is None or time.monotonic() >= answer[0]:
+            return None
+        return answer[1]
+
+    def refresh(self) -> bool:
+        has_active = self.keystore.has_active()
+        self._answer = (time.monotonic() + self.ttl_seconds, has_active)
+        return has_active
 
 
 def require_scope(scope: str) -> Callable[..., Awaitable[KeyRecord | None]]:

@@ -31,12 +31,12 @@ from rich.table import Table
 from rich.text import Text
 
 from api.cli_support import DatabaseOption, JsonOption, fail, stderr, stdout
-from infrastructure.hashing import parse_digest
 from infrastructure.persistence import build_ledger
 from infrastructure.settings import Settings
 from infrastructure.views import ViewStore
 from projections.audit import Audit
-from projections.audit_verify import VerifyResult
+from projections.audit.hashing import parse_digest
+from projections.audit.problems import VerifyResult
 
 audit_app = typer.Typer(
     help="Digest of the hash chain; verification of the whole log.", no_args_is_help=True

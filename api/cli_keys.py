@@ -18,7 +18,14 @@ from pydantic import ValidationError
 from rich.table import Table
 
 from api.cli_support import DatabaseOption, JsonOption, fail, stdout
-from api.keystore import NAME_LENGTH_MAX, SCOPES, KeyRecord, KeyStore, build_keystore, create_key
+from infrastructure.api_keys import (
+    NAME_LENGTH_MAX,
+    SCOPES,
+    KeyRecord,
+    KeyStore,
+    build_keystore,
+    create_key,
+)
 from infrastructure.settings import Settings
 
 keys_app = typer.Typer(help="Create, list and revoke API keys.", no_args_is_help=True)

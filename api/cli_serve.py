@@ -18,7 +18,7 @@ from pydantic import ValidationError
 
 from api.auth import may_run_open
 from api.cli_support import fail
-from api.keystore import build_keystore
+from infrastructure.api_keys import build_keystore
 from infrastructure.persistence import build_ledger
 from infrastructure.settings import Settings
 

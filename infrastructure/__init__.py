@@ -1,1 +1,1 @@
-"""Settings, persistence wiring, SQL views and hashing; depends on the domain only."""
+"""Settings, persistence wiring, SQL views and API-key storage; depends on the domain only."""

@@ -1,65 +1,31 @@
 """The audit endpoints (``audit`` scope): the chain's digest, and a full verify.
 
-``lifespan(app)`` opens the views next to the ledger and, unless ``run_projections``
-is off, keeps the ``audit_chain`` projection at the log's head in a background
-thread. One verify runs at a time per process (it streams the whole log); a second
-request meanwhile gets 409 ``conflict``.
+The app's lifespan (``api.app``) builds the ``Audit`` and keeps the ``audit_chain``
+projection at the log's head in a background thread. One verify runs at a time per
+process (it streams the whole log); a second request meanwhile gets 409 ``conflict``.
 """
 
 from __future__ import annotations
 
 import threading
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from typing import Annotated
 
-from anyio import to_thread
-from fastapi import APIRouter, Depends, FastAPI, Request
+from fastapi import APIRouter, Depends, Request
 from pydantic import BaseModel, Field
 
 from api.auth import AuditAccess
 from api.errors import Problem, problem_responses
-from domain.ledger import Ledger
-from infrastructure.hashing import ALGORITHM, parse_digest
-from infrastructure.settings import Settings
-from infrastructure.views import ViewStore
 from projections.audit import Audit
+from projections.audit.hashing import ALGORITHM, parse_digest
 
 router = APIRouter(tags=["audit"])
 
 DIGEST_PATTERN = r"^[0-9a-fA-F]{64}@[0-9]{1,19}$"
 AUDIT_PROBLEMS = (401, 403, 409, 422, 429, 503)
-FOLLOWER_JOIN_SECONDS = 10
 CHECK_DESCRIPTION = (
     "what failed: chain, checkpoint, digest, gap, inserted, version, balance, overdraft, "
     "posting, sum, status, currency, reversal, decode, read_model:balances"
 )
-
-
-@asynccontextmanager
-async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-    settings: Settings = app.state.settings
-    ledger: Ledger = app.state.ledger
-    views = await to_thread.run_sync(ViewStore.from_settings, settings)
-    stop = threading.Event()
-    follower: threading.Thread | None = None
-    try:
-        app.state.audit = audit = await to_thread.run_sync(Audit, ledger, views)
-        app.state.audit_verify_lock = threading.Lock()
-        if settings.run_projections:
-            follower = threading.Thread(
-                target=audit.follow,
-                args=(stop, settings.projections_poll_interval_seconds),
-                name="audit-chain-follower",
-                daemon=True,
-            )
-            follower.start()
-        yield
-    finally:
-        stop.set()
-        if follower is not None:
-            await to_thread.run_sync(follower.join, FOLLOWER_JOIN_SECONDS)
-        views.close()
 
 
 async def get_audit(request: Request) -> Audit:

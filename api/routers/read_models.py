@@ -1,72 +1,31 @@
 """Reads from the projections: /v1/accounts (list), /v1/accounts/{id}/statement and
 /v1/projections.
 
-``lifespan(app)`` opens the views next to the ledger the app built and, unless
-``run_projections`` is off (``eventledger serve --no-projections``), runs the
-in-process follower. Every route takes ``?min_position=N`` (the ``position`` of a
-command's response) and waits, at most ``read_your_writes_timeout_seconds``, until
-its view has applied the log up to N; if it has not, it answers 503 with Retry-After.
+The app's lifespan (``api.app``) opens the views and runs the in-process projection
+runner. Every route takes ``?min_position=N`` (the ``position`` of a command's
+response) and waits, at most ``read_your_writes_timeout_seconds``, until its view
+has applied the log up to N; if it has not, it answers 503 with Retry-After.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from datetime import datetime
 from typing import Annotated
 from uuid import UUID
 
-from anyio import to_thread
-from fastapi import APIRouter, Depends, FastAPI, Query, Request
+from fastapi import APIRouter, Depends, Query, Request
 from pydantic import BaseModel, ConfigDict, Field
 
 from api.auth import ReadAccess
 from api.deps import SettingsDep
 from api.errors import READ_PROBLEMS, Problem, problem_responses
-from domain.ledger import Ledger
 from infrastructure.settings import Settings
-from infrastructure.views import ViewStore
-from projections.catalog import select_projections
 from projections.queries import PAGE_SIZE_MAX, ReadModels, ViewBehind
-from projections.runner import ProjectionRunner
 
 router = APIRouter(tags=["read models"])
 
 POSITION_MAX = 2**62
 RETRY_AFTER_SECONDS = 1
-
-
-@asynccontextmanager
-async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-    settings: Settings = app.state.settings
-    ledger: Ledger = app.state.ledger
-    store = await to_thread.run_sync(ViewStore.from_settings, settings)
-    runner: ProjectionRunner | None = None
-    try:
-        if settings.run_projections:
-            runner = await to_thread.run_sync(lambda: build_runner(settings, ledger, store))
-            runner.start()
-        wake = runner.wake if runner is not None else None
-        app.state.read_models = await to_thread.run_sync(
-            ReadModels, store, ledger.head_position, wake
-        )
-        app.state.projection_runner = runner
-        yield
-    finally:
-        if runner is not None:
-            await to_thread.run_sync(runner.stop)
-        store.close()
-
-
-def build_runner(settings: Settings, ledger: Ledger, store: ViewStore) -> ProjectionRunner:
-    return ProjectionRunner(
-        ledger,
-        store,
-        select_projections(),
-        events_database=settings.database,
-        batch_size=settings.projections_batch_size,
-        poll_interval_seconds=settings.projections_poll_interval_seconds,
-    )
 
 
 async def get_read_models(request: Request) -> ReadModels:

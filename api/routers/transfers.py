@@ -3,12 +3,9 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from uuid import UUID
 
-from fastapi import APIRouter, FastAPI, Request, Response
-from fastapi.concurrency import run_in_threadpool
+from fastapi import APIRouter, Request, Response
 
 from api.auth import ReadAccess, WriteAccess
 from api.deps import (
@@ -32,25 +29,8 @@ from api.schemas import (
 )
 from domain.ledger import Ledger
 from domain.results import TransferView
-from infrastructure.settings import Settings
-from projections.expiry import PendingExpirySweeper
 
 router = APIRouter(prefix="/v1/transfers", tags=["transfers"])
-
-
-@asynccontextmanager
-async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-    """Voids expired pending transfers in the background (see projections.expiry)."""
-    settings: Settings = app.state.settings
-    if not settings.pending_sweep_interval_seconds:
-        yield
-        return
-    sweeper = PendingExpirySweeper(app.state.ledger, settings.pending_sweep_interval_seconds)
-    sweeper.start()
-    try:
-        yield
-    finally:
-        await run_in_threadpool(sweeper.stop)
 
 
 @router.post(

@@ -20,7 +20,7 @@ from typer.testing import CliRunner
 
 from api.app import OpenModeRefused, create_app
 from api.cli import app as cli_app
-from api.keystore import KeyStore, create_key
+from infrastructure.api_keys import KeyStore, create_key
 from infrastructure.settings import Settings
 from tests.api.support import assert_problem
 

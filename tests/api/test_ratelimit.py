@@ -15,8 +15,8 @@ import pytest
 from fastapi.testclient import TestClient
 
 from api.app import create_app
-from api.keystore import create_key
 from api.ratelimit import TokenBuckets
+from infrastructure.api_keys import create_key
 from infrastructure.settings import Settings
 from tests.api.support import assert_problem, open_account
 

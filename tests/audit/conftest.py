@@ -23,11 +23,11 @@ from psycopg import sql
 
 from domain.errors import AccountFrozen
 from domain.ledger import Ledger
-from infrastructure.hashing import link
 from infrastructure.persistence import build_ledger
 from infrastructure.settings import Settings
 from infrastructure.views import ViewStore, views_database
 from projections.audit import Audit
+from projections.audit.hashing import link
 
 POSTGRES_BASE_URL = "postgresql://postgres@127.0.0.1:5432/test"
 

@@ -2,7 +2,7 @@
 exactly-once checkpoints.
 
 Method: re-implement the verifier from the README's description in a few lines,
-independently of ``infrastructure.hashing``, and compare with the digest; run two
+independently of ``projections.audit.hashing``, and compare with the digest; run two
 followers at once on separate view connections and check the checkpoints are
 exactly one per event with the right hashes; restart a follower midway.
 """
@@ -10,16 +10,18 @@ exactly one per event with the right hashes; restart a follower midway.
 from __future__ import annotations
 
 import hashlib
-import sqlite3
 import struct
 import threading
 from uuid import UUID
 
-import psycopg
 from eventsourcing.cryptography import AESCipher
 
-from infrastructure.audit_store import START, ChainBatch, ChainPoint
-from infrastructure.hashing import (
+from infrastructure.persistence import build_ledger
+from infrastructure.settings import Settings
+from infrastructure.views import ViewStore
+from projections.audit import Audit
+from projections.audit.chain import AuditChain
+from projections.audit.hashing import (
     ALGORITHM,
     GENESIS,
     Digest,
@@ -27,13 +29,8 @@ from infrastructure.hashing import (
     link,
     parse_digest,
 )
-from infrastructure.persistence import build_ledger
-from infrastructure.settings import Settings
-from infrastructure.views import ViewStore
-from projections.audit import Audit
-from projections.audit_chain import AuditChain
-from projections.audit_verify import verify
-from tests.audit.conftest import POSTGRES_BASE_URL, Audited, Tamper, populate
+from projections.audit.store import START, ChainBatch, ChainPoint
+from tests.audit.conftest import Audited, Tamper, populate
 
 
 def readme_verifier(rows: list[tuple[int, str | UUID, int, str, bytes]]) -> str:
@@ -172,39 +169,6 @@ class TestAuditChainProjection:
         restarted.catch_up()
         assert restarted.head().events == audited.ledger.head_position()
         assert audited.audit.verify(catch_up=False).ok
-
-
-def test_the_chain_can_live_beside_the_events_without_views(tmp_path: object) -> None:
-    """With no views database the chain keeps its tables in the events database."""
-
-    settings = Settings(database_url=f"sqlite:///{tmp_path}/events.db")
-    ledger = build_ledger(settings)
-    try:
-        populate(ledger)
-        chain = AuditChain(ledger)
-        chain.catch_up()
-        assert verify(ledger, chain).ok
-        with sqlite3.connect(settings.database.path) as connection:
-            (position,) = connection.execute("SELECT position FROM audit_chain_tracking").fetchone()
-        connection.close()
-        assert position == ledger.head_position()
-    finally:
-        ledger.close()
-
-
-def test_the_postgres_chain_beside_the_events(fresh_postgres_url: str) -> None:
-    # A schema of its own: on the shared one, other tests' rolled-back inserts leave
-    # positions empty, and this test counts events against the head position.
-    ledger = build_ledger(Settings(database_url=fresh_postgres_url))
-    try:
-        populate(ledger)
-        chain = AuditChain(ledger)
-        chain.catch_up()
-        assert verify(ledger, chain).events_checked == ledger.head_position()
-        with psycopg.connect(POSTGRES_BASE_URL) as connection:
-            assert connection.execute("SELECT 1").fetchone() == (1,)
-    finally:
-        ledger.close()
 
 
 def test_an_encrypted_compressed_log_verifies_and_its_chain_needs_no_key(

@@ -19,7 +19,7 @@ from typer.testing import CliRunner
 
 from api.app import create_app
 from api.cli import app as cli
-from api.keystore import build_keystore, create_key
+from infrastructure.api_keys import build_keystore, create_key
 from infrastructure.persistence import build_ledger
 from infrastructure.settings import Settings
 from tests.audit.conftest import Tamper, populate

@@ -12,7 +12,7 @@ from typing import Any
 from uuid import UUID, uuid4
 
 from domain.money import world_account_id
-from projections.audit_invariants import ACCOUNT, TRANSFER, LedgerInvariants, Problem
+from projections.audit.invariants import ACCOUNT, TRANSFER, LedgerInvariants, Problem
 from projections.catalog import select_projections
 from projections.follower import follower_for
 from tests.audit.conftest import Audited, populate

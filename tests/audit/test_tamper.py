@@ -14,9 +14,9 @@ from typing import Any
 import pytest
 from eventsourcing.persistence import IntegrityError
 
-from infrastructure.hashing import parse_digest
 from infrastructure.persistence import build_ledger
-from projections.audit_verify import VerifyResult
+from projections.audit.hashing import parse_digest
+from projections.audit.problems import VerifyResult
 from tests.audit.conftest import Audited, Tamper, populate
 
 

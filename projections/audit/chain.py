@@ -1,7 +1,7 @@
 """The ``audit_chain`` projection: hash chain checkpoints over the event log.
 
 It follows the notification log in position order, extends the chain
-(``infrastructure.hashing``) and, per batch, writes in one transaction: a checkpoint
+(``projections.audit.hashing``) and, per batch, writes in one transaction: a checkpoint
 every ``checkpoint_interval`` events, the positions it found empty, and its head,
 which is also its tracking record. The write is a compare-and-set on the head it
 started from, so a restart or a second follower never applies a batch twice.
@@ -17,11 +17,10 @@ from typing import Any
 
 from eventsourcing.application import Application
 
-from infrastructure.audit_log import EventLog, event_log_for
-from infrastructure.audit_store import ChainBatch, ChainPoint, ChainStore
-from infrastructure.audit_store_events import chain_store_for
-from infrastructure.hashing import ALGORITHM, Digest, Row, chain_hashes
 from infrastructure.views import ViewStore
+from projections.audit.event_log import EventLog, event_log_for
+from projections.audit.hashing import ALGORITHM, Digest, Row, chain_hashes
+from projections.audit.store import ChainBatch, ChainPoint, ViewChainStore
 
 NAME = "audit_chain"
 CHECKPOINT_INTERVAL_DEFAULT = 1
@@ -38,17 +37,16 @@ class AuditChain:
         self,
         application: Application[Any],
         *,
+        views: ViewStore,
         checkpoint_interval: int = CHECKPOINT_INTERVAL_DEFAULT,
         batch_size: int = BATCH_SIZE_DEFAULT,
-        views: ViewStore | None = None,
         log: EventLog | None = None,
-        store: ChainStore | None = None,
     ) -> None:
         assert checkpoint_interval >= 1 and 1 <= batch_size <= BATCH_SIZE_MAX
         self.checkpoint_interval = checkpoint_interval
         self.batch_size = batch_size
         self.log = log or event_log_for(application)
-        self.store = store or chain_store_for(application, views)
+        self.store = ViewChainStore(views)
 
     def head(self) -> ChainPoint:
         return self.store.head()

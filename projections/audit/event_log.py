@@ -3,7 +3,7 @@
 The log is read with plain SQL on the recorder's own connections (the recorder's
 ``select_notifications`` builds a UUID and a dataclass per row, which halves the
 throughput of the chain). Rows are ``(position, originator_id bytes, version, topic,
-state)``: what ``infrastructure.hashing`` chains.
+state)``: what ``projections.audit.hashing`` chains.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from eventsourcing.sqlite import SQLiteApplicationRecorder, SQLiteDatastore
 from psycopg import sql
 from psycopg.rows import tuple_row
 
-from infrastructure.hashing import Row, originator_bytes
+from projections.audit.hashing import Row, originator_bytes
 
 
 class EventLog(Protocol):

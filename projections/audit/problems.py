@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 from uuid import UUID
 
 if TYPE_CHECKING:
-    from projections.audit_invariants import LedgerInvariants
+    from projections.audit.invariants import LedgerInvariants
 
 ACCOUNT = "domain.account:Account."
 TRANSFER = "domain.transfer:Transfer."

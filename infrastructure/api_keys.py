@@ -1,4 +1,5 @@
-"""API keys: created, listed and revoked by ``eventledger keys``; checked per request.
+"""API keys' storage: created, listed and revoked by ``eventledger keys``, checked by
+``api.auth`` on each request.
 
 A key reads ``elk_<key id>_<secret>``. Only the key id, a random salt and
 HMAC-SHA256(salt, secret) are stored, in the ``api_keys`` table of the events database
@@ -15,7 +16,6 @@ import re
 import secrets
 import sqlite3
 import threading
-import time
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
@@ -167,31 +167,6 @@ def _row(record: KeyRecord) -> tuple[Any, ...]:
         record.salt,
         record.digest,
     )
-
-
-class ActiveKeys:
-    """Whether any unrevoked key exists, read from the store at most once per TTL.
-
-    Asked on every request without a key, to decide whether the API is open. The
-    first key created (or the last one revoked) takes effect within ``ttl_seconds``.
-    """
-
-    def __init__(self, keystore: KeyStore, ttl_seconds: float = 1.0) -> None:
-        self.keystore = keystore
-        self.ttl_seconds = ttl_seconds
-        self._answer: tuple[float, bool] | None = None
-
-    def cached(self) -> bool | None:
-        """The last answer if still fresh, else None."""
-        answer = self._answer
-        if answer is None or time.monotonic() >= answer[0]:
-            return None
-        return answer[1]
-
-    def refresh(self) -> bool:
-        has_active = self.keystore.has_active()
-        self._answer = (time.monotonic() + self.ttl_seconds, has_active)
-        return has_active
 
 
 class SQLiteKeyStore:

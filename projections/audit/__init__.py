@@ -1,6 +1,17 @@
-"""The audit use cases the CLI and the API share: the digest, and a full verify.
+"""The audit: a hash chain over the stored event log, and a verifier of everything.
 
-Both first bring the ``audit_chain`` projection up to the log's head (it only
+``Audit`` holds the use cases the CLI and the API share: the digest, and a full
+verify. The package's modules, from the bytes up:
+
+- ``hashing``: the chain's algorithm (``link``, ``Digest``), as the README states it;
+- ``event_log``: reads the stored events fast, as the rows the chain hashes;
+- ``store``: the ``audit_chain`` projection's tables, beside the other read models;
+- ``chain``: the ``audit_chain`` projection, which extends and stores the chain;
+- ``problems``, ``postings``, ``invariants``: what replaying the log checks;
+- ``read_models``: each read model compared with the replayed aggregates;
+- ``verify``: the verifier that recomputes the chain and runs every check.
+
+Both use cases first bring the ``audit_chain`` projection up to the log's head (it only
 appends to its own tables), so the digest is the latest head and every position a
 verify meets has been classified by the chain: a position PostgreSQL left empty
 after a rollback is recorded as such, and is not taken for a deleted event.
@@ -18,16 +29,17 @@ import psycopg
 from eventsourcing.application import Application
 from eventsourcing.persistence import PersistenceError
 
-from infrastructure.hashing import Digest
 from infrastructure.views import ViewStore
-from projections.audit_chain import CHECKPOINT_INTERVAL_DEFAULT, AuditChain
-from projections.audit_read_models import (
+from projections.audit.chain import CHECKPOINT_INTERVAL_DEFAULT, AuditChain
+from projections.audit.hashing import Digest
+from projections.audit.problems import VerifyResult
+from projections.audit.read_models import (
     BalancesViewCheck,
     SnapshotsCheck,
     StatementsViewCheck,
     TotalsViewCheck,
 )
-from projections.audit_verify import VerifyResult, verify
+from projections.audit.verify import verify as verify_log
 
 logger = logging.getLogger(__name__)
 POLL_INTERVAL_SECONDS_MAX = 60.0
@@ -63,7 +75,7 @@ class Audit:
     ) -> VerifyResult:
         if catch_up:
             self.chain.catch_up()
-        return verify(
+        return verify_log(
             self.application,
             self.chain,
             digest=digest,

@@ -17,7 +17,7 @@ Checks, each reported with the position and account where it first fails:
   with ``reverses``) has exactly one ``Debited`` on its debit account and one
   ``Credited`` on its credit account, with its amount, and no posting exists
   without its transfer; a reversal has exactly one ``Reversed`` on its original
-  (the matching itself: ``projections.audit_postings``);
+  (the matching itself: ``projections.audit.postings``);
 - per currency, the sum of all balances is 0 whenever no transfer is half-seen,
   and at the end.
 """
@@ -29,8 +29,8 @@ from dataclasses import dataclass
 from typing import Any
 from uuid import UUID
 
-from projections.audit_postings import PostingMatcher
-from projections.audit_problems import (
+from projections.audit.postings import PostingMatcher
+from projections.audit.problems import (
     ACCOUNT,
     PROBLEMS_MAX,
     TRANSFER,

@@ -10,18 +10,17 @@ The projection keeps, with the other read models (the views database):
 
 A batch writes its checkpoints, its gaps and the new head in one transaction, and
 only if the head is still the one it started from (compare-and-set), so two
-followers never both apply a batch: exactly once. With no views database, the same
-tables can live beside the events (``infrastructure.audit_store_events``).
+followers never both apply a batch: exactly once.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import NamedTuple, Protocol
+from typing import NamedTuple
 
-from infrastructure.hashing import GENESIS
 from infrastructure.views import StalePosition, ViewStore
+from projections.audit.hashing import GENESIS
 
 TRACKING_NAME = "audit_chain"
 
@@ -48,49 +47,6 @@ class ChainBatch:
     head: ChainPoint
     checkpoints: Sequence[ChainPoint] = field(default_factory=list)
     gaps: Sequence[int] = field(default_factory=list)
-
-
-class ChainStore(Protocol):
-    def head(self) -> ChainPoint: ...
-
-    def commit(self, batch: ChainBatch) -> bool:
-        """Writes the batch unless the head moved on; returns whether it wrote."""
-        ...
-
-    def checkpoints(self, after: int, stop: int) -> list[tuple[int, bytes, int]]:
-        """(position, hash, events) of each checkpoint in ``after < position <= stop``,
-        in order: plain tuples, because the verifier reads one per event."""
-        ...
-
-    def gaps(self, after: int, stop: int) -> list[int]: ...
-
-
-class MemoryChainStore:
-    """For the in-memory event store: the chain lives as long as the process."""
-
-    def __init__(self) -> None:
-        self._head = START
-        self._checkpoints: list[ChainPoint] = []
-        self._gaps: list[int] = []
-
-    def head(self) -> ChainPoint:
-        return self._head
-
-    def commit(self, batch: ChainBatch) -> bool:
-        if batch.previous != self._head:
-            return False
-        self._checkpoints.extend(batch.checkpoints)
-        self._gaps.extend(batch.gaps)
-        self._head = batch.head
-        return True
-
-    def checkpoints(self, after: int, stop: int) -> list[tuple[int, bytes, int]]:
-        return [
-            (c.position, c.hash, c.events) for c in self._checkpoints if after < c.position <= stop
-        ]
-
-    def gaps(self, after: int, stop: int) -> list[int]:
-        return [g for g in self._gaps if after < g <= stop]
 
 
 # The chain in the views database, beside the other read models.

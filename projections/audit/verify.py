@@ -8,7 +8,7 @@ being matched are held, so memory does not grow with the log. Checked:
 - positions: a missing position is a deleted event unless the chain recorded it as
   empty when it passed (PostgreSQL consumes sequence numbers on rollback); an event
   at a position recorded as empty was inserted later;
-- the ledger invariants (``projections.audit_invariants``);
+- the ledger invariants (``projections.audit.invariants``);
 - pluggable read-model checks, each comparing its view with the replayed accounts.
 
 Problems are sorted by position, those of the log's integrity (chain, checkpoints,
@@ -26,12 +26,12 @@ from uuid import UUID
 
 from eventsourcing.application import Application
 
-from infrastructure.audit_log import EventLog
-from infrastructure.audit_store import START, ChainPoint, ChainStore
-from infrastructure.hashing import ALGORITHM, GENESIS, Digest, Row, chain_hashes
-from projections.audit_chain import AuditChain
-from projections.audit_invariants import ACCOUNT, LedgerInvariants, Problem
-from projections.audit_problems import PostingsCheck, ReadModelCheck, VerifyResult
+from projections.audit.chain import AuditChain
+from projections.audit.event_log import EventLog
+from projections.audit.hashing import ALGORITHM, GENESIS, Digest, Row, chain_hashes
+from projections.audit.invariants import ACCOUNT, LedgerInvariants, Problem
+from projections.audit.problems import PostingsCheck, ReadModelCheck, VerifyResult
+from projections.audit.store import START, ChainPoint, ViewChainStore
 
 BATCH_SIZE_DEFAULT = 5000
 GAP_RUN_LISTED_MAX = 10_000
@@ -67,7 +67,7 @@ class Verifier:
         batch_size: int = BATCH_SIZE_DEFAULT,
     ) -> None:
         self.log: EventLog = chain.log
-        self.store: ChainStore = chain.store
+        self.store: ViewChainStore = chain.store
         self.decode = decode
         self.digest = digest
         self.read_model_checks = read_model_checks

@@ -14,10 +14,10 @@ from typing import Any
 from uuid import UUID
 
 from eventsourcing.application import Application
-from eventsourcing.domain import EventSourcingError
+from eventsourcing.domain import Aggregate, EventSourcingError
 
 from infrastructure.views import ViewStore
-from projections.audit_invariants import LedgerInvariants, Problem
+from projections.audit.invariants import LedgerInvariants, Problem
 
 BALANCES_FIELDS = (
     "currency", "status", "balance", "available_balance", "pending_debits",
@@ -174,18 +174,18 @@ class StatementsViewCheck:
             int(r[0]): (dialect.id_from(r[1]), dialect.id_from(r[2]), int(r[3]), int(r[4]))
             for r in rows
         }
-        for position, *replayed in postings:
+        for position, account_id, transfer_id, amount, balance_after in postings:
             if position > upto:
                 break
             row = in_view.pop(position, None)
-            if row != tuple(replayed):
+            if row != (account_id, transfer_id, amount, balance_after):
                 found = "no row" if row is None else f"{row[2]} (balance_after {row[3]})"
                 yield Problem(
                     self.name,
-                    f"{self.table} has {found} for the posting of {replayed[2]} "
-                    f"(balance_after {replayed[3]}) of transfer {replayed[1]}",
+                    f"{self.table} has {found} for the posting of {amount} "
+                    f"(balance_after {balance_after}) of transfer {transfer_id}",
                     position,
-                    replayed[0],
+                    account_id,
                 )
         for position, row in sorted(in_view.items()):
             yield Problem(
@@ -215,7 +215,7 @@ class SnapshotsCheck:
         repository = self.application.repository
         for account_id, replayed in replay.accounts.items():
             try:
-                loaded = repository.get(account_id, version=replayed.version)
+                loaded: Aggregate = repository.get(account_id, version=replayed.version)
             except (EventSourcingError, KeyError, TypeError, ValueError) as error:
                 # A broken event stream (the log's own checks say where) or snapshot.
                 yield Problem(self.name, f"the ledger cannot load it: {error!r}", None, account_id)

@@ -14,7 +14,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from uuid import UUID
 
-from projections.audit_problems import Problem, ReplayedAccount
+from projections.audit.problems import Problem, ReplayedAccount
 
 
 @dataclass(slots=True)
