@@ -61,6 +61,7 @@ from domain.money import world_account_id
 from domain.results import AccountView, TransferView
 from infrastructure.persistence import build_ledger, ledger_env, postgres_connect
 from infrastructure.settings import Settings
+from infrastructure.tuned_ledger import TunedLedger
 from tests.reliability.ledger_model import PENDING, Answer, LedgerModel, Request
 
 CURRENCIES = ("USD", "EUR")
@@ -116,7 +117,7 @@ class Stores:
                 )
 
 
-class ReopenedMemoryLedger(Ledger):
+class OnPreviousRecorders(Ledger):
     """A new Ledger on another memory Ledger's recorders: memory's "restart"."""
 
     name = "Ledger"
@@ -134,6 +135,16 @@ class ReopenedMemoryLedger(Ledger):
         return self.factory.event_store(
             mapper=self.mapper, recorder=self.previous.snapshots.recorder
         )
+
+
+class ReopenedMemoryLedger(OnPreviousRecorders):
+    """The plain Ledger, reopened on memory."""
+
+
+class ReopenedTunedMemoryLedger(OnPreviousRecorders, TunedLedger):
+    """The tuned Ledger (group commit), reopened on memory."""
+
+    name = "Ledger"
 
 
 def observe(command: Callable[[], object]) -> Answer:
@@ -189,12 +200,9 @@ class LedgerMachine(RuleBasedStateMachine):
     def _build(self, shape: Shape) -> Ledger:
         cache_size, snapshot_interval, group_commit = shape
         if self.ledger is not None and self.settings.database.kind == "memory":
-            ledger: Ledger = ReopenedMemoryLedger(
-                self.ledger,
-                cache_size,
-                snapshot_interval=snapshot_interval,
-                clock=self.clock,
-                group_commit=group_commit,
+            reopened = ReopenedTunedMemoryLedger if group_commit else ReopenedMemoryLedger
+            ledger: Ledger = reopened(
+                self.ledger, cache_size, snapshot_interval=snapshot_interval, clock=self.clock
             )
             self.ledger.close()
             return ledger
