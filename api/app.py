@@ -12,6 +12,8 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
+from datetime import datetime
+from functools import partial
 from types import ModuleType
 from typing import Any
 
@@ -50,7 +52,9 @@ class OpenModeRefused(RuntimeError):
     """No API key exists and the server is bound beyond loopback."""
 
 
-def create_app(settings: Settings) -> FastAPI:
+def create_app(settings: Settings, *, clock: Callable[[], datetime] | None = None) -> FastAPI:
+    """The app on ``settings``; ``clock`` decides when pending transfers expire (tests
+    inject one, so no test waits for a timeout to pass)."""
     app = FastAPI(
         title="eventledger",
         version="1",
@@ -58,6 +62,7 @@ def create_app(settings: Settings) -> FastAPI:
         lifespan=_lifespan_with(ROUTERS),
     )
     app.state.settings = settings
+    app.state.clock = clock
     app.state.metrics = metrics = Metrics()
     app.state.rate_limiter = build_rate_limiter(settings)
     metrics.follow_conflict_retries(lambda: _conflict_retries(app))
@@ -99,7 +104,9 @@ def _lifespan_with(
             await to_thread.run_sync(_check_open_mode, settings, keystore.has_active())
             app.state.keystore = keystore
             app.state.active_keys = ActiveKeys(keystore)
-            app.state.ledger = ledger = await to_thread.run_sync(build_ledger, settings)
+            app.state.ledger = ledger = await to_thread.run_sync(
+                partial(build_ledger, settings, clock=app.state.clock)
+            )
             try:
                 async with AsyncExitStack() as stack:
                     stack.enter_context(queued_handlers(*QUEUED_LOGGERS))
