@@ -1,5 +1,8 @@
 """Helpers shared by every layer's tests.
 
+``funded_account`` opens and funds an account through the Ledger (the HTTP tests have
+theirs in tests/api/support.py).
+
 ``wait_until`` is the one way a test waits for another thread or process (a server
 starting, a follower catching up). It is never the way to let time pass for the
 ledger: pending expiry and other deadlines move with the injected ``Clock`` of
@@ -12,10 +15,25 @@ import subprocess
 import time
 from collections.abc import Callable
 from contextlib import suppress
+from typing import Any
+from uuid import UUID
 
 import httpx
 
+from domain.ledger import Ledger
+
 POLL_SECONDS = 0.02
+
+
+def funded_account(
+    ledger: Ledger, amount: int, currency: str = "USD", description: str = "", **fields: Any
+) -> UUID:
+    """Opens an account (``fields`` as ``open_account`` takes them) and deposits
+    ``amount`` into it, nothing when 0; returns its id."""
+    account_id = ledger.open_account(currency, **fields).id
+    if amount:
+        ledger.deposit(account_id, amount, description)
+    return account_id
 
 
 def wait_until(
