@@ -13,8 +13,10 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
+from datetime import datetime
+from functools import partial
 from typing import Any
 
 from anyio import to_thread
@@ -66,7 +68,9 @@ class OpenModeRefused(RuntimeError):
     """No API key exists and the server is bound beyond loopback."""
 
 
-def create_app(settings: Settings) -> FastAPI:
+def create_app(settings: Settings, *, clock: Callable[[], datetime] | None = None) -> FastAPI:
+    """The app on ``settings``; ``clock`` decides when pending transfers expire (tests
+    inject one, so no test waits for a timeout to pass)."""
     app = FastAPI(
         title="eventledger",
         version="1",
@@ -74,6 +78,7 @@ def create_app(settings: Settings) -> FastAPI:
         lifespan=lifespan,
     )
     app.state.settings = settings
+    app.state.clock = clock
     app.state.metrics = metrics = Metrics()
     app.state.rate_limiter = build_rate_limiter(settings)
     metrics.follow_conflict_retries(lambda: _conflict_retries(app))
@@ -134,7 +139,9 @@ async def _keystore(app: FastAPI, settings: Settings) -> AsyncIterator[None]:
 
 @asynccontextmanager
 async def _ledger(app: FastAPI, settings: Settings) -> AsyncIterator[Ledger]:
-    app.state.ledger = ledger = await to_thread.run_sync(build_ledger, settings)
+    app.state.ledger = ledger = await to_thread.run_sync(
+        partial(build_ledger, settings, clock=app.state.clock)
+    )
     try:
         yield ledger
     finally:

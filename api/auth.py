@@ -48,21 +48,27 @@ class ActiveKeys:
     first key created (or the last one revoked) takes effect within ``ttl_seconds``.
     """
 
-    def __init__(self, keystore: KeyStore, ttl_seconds: float = 1.0) -> None:
+    def __init__(
+        self,
+        keystore: KeyStore,
+        ttl_seconds: float = 1.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.keystore = keystore
         self.ttl_seconds = ttl_seconds
+        self.clock = clock
         self._answer: tuple[float, bool] | None = None
 
     def cached(self) -> bool | None:
         """The last answer if still fresh, else None."""
         answer = self._answer
-        if answer is None or time.monotonic() >= answer[0]:
+        if answer is None or self.clock() >= answer[0]:
             return None
         return answer[1]
 
     def refresh(self) -> bool:
         has_active = self.keystore.has_active()
-        self._answer = (time.monotonic() + self.ttl_seconds, has_active)
+        self._answer = (self.clock() + self.ttl_seconds, has_active)
         return has_active
 
 

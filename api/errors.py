@@ -1,8 +1,9 @@
 """Every non-2xx answer is an RFC 9457 ``application/problem+json`` document.
 
-One table maps each ``LedgerError`` class to its HTTP status; one handler renders
-ledger errors, request validation errors, Starlette's own HTTP errors (unknown routes,
-wrong methods, body too large) and store outages the same way:
+One table gives each ``LedgerError`` class its HTTP status, code and title; a small one
+gives those of the failures that come from HTTP itself. One handler renders ledger
+errors, request validation errors, Starlette's own HTTP errors (unknown routes, wrong
+methods, body too large) and store outages the same way:
 ``{type, title, status, detail, instance, code}`` plus a few named extension members.
 Nothing a client sent is echoed back beyond short, truncated field locations.
 """
@@ -12,6 +13,7 @@ from __future__ import annotations
 import logging
 import sqlite3
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import psycopg
@@ -42,22 +44,59 @@ INSTANCE_LENGTH_MAX = 200
 VALIDATION_ERRORS_MAX = 10
 LOCATION_PART_LENGTH_MAX = 40
 
-# The one table: most specific class first; the first isinstance match wins.
-ERROR_STATUS: tuple[tuple[type[LedgerError], int], ...] = (
-    (domain_errors.NotFound, 404),
-    (domain_errors.VersionMismatch, 412),
-    (domain_errors.ConcurrencyConflict, 409),
-    (domain_errors.Unavailable, 503),
-    (domain_errors.InvalidRequest, 422),
-    (domain_errors.TransferRejected, 422),
-    (domain_errors.AccountNotEmpty, 422),
-    (domain_errors.IdempotencyKeyReused, 422),
-    (domain_errors.TransferNotPending, 422),
-    (domain_errors.TransferNotPosted, 422),
-    (domain_errors.BatchItemFailed, 422),
-    (domain_errors.PendingExpired, 422),
-    (domain_errors.LedgerError, 422),
+
+@dataclass(frozen=True)
+class ProblemKind:
+    """What a client sees of one kind of failure besides its detail."""
+
+    status: int
+    code: str
+    title: str
+
+
+def _ledger_problem(
+    error_class: type[LedgerError], status: int, title: str
+) -> tuple[type[LedgerError], ProblemKind]:
+    # The code is the domain class's own: a rejected transfer stores it in its event.
+    return error_class, ProblemKind(status, error_class.code, title)
+
+
+# The one table of ledger errors: class -> status, code, title. A class not named here
+# (AccountNotFound, UnknownCurrency...) shares its nearest named base's row;
+# tests/api/test_errors.py checks every class of domain/errors.py against it.
+LEDGER_PROBLEMS: dict[type[LedgerError], ProblemKind] = dict(
+    [
+        _ledger_problem(domain_errors.LedgerError, 422, "Ledger error"),
+        _ledger_problem(domain_errors.InvalidRequest, 422, "The request is not valid"),
+        _ledger_problem(domain_errors.AmountOutOfRange, 422, "Amount out of range"),
+        _ledger_problem(domain_errors.SameAccount, 422, "Same account on both sides"),
+        _ledger_problem(domain_errors.NotFound, 404, "Not found"),
+        _ledger_problem(domain_errors.InsufficientFunds, 422, "Insufficient funds"),
+        _ledger_problem(domain_errors.CurrencyMismatch, 422, "Currency mismatch"),
+        _ledger_problem(domain_errors.AccountFrozen, 422, "Account frozen"),
+        _ledger_problem(domain_errors.AccountClosed, 422, "Account closed"),
+        _ledger_problem(domain_errors.BalanceOverflow, 422, "Amount out of range"),
+        _ledger_problem(domain_errors.AccountNotEmpty, 422, "Account not empty"),
+        _ledger_problem(
+            domain_errors.IdempotencyKeyReused, 422, "Idempotency key reused for another request"
+        ),
+        _ledger_problem(domain_errors.TransferNotPending, 422, "Transfer not pending"),
+        _ledger_problem(domain_errors.TransferNotPosted, 422, "Transfer not posted"),
+        _ledger_problem(
+            domain_errors.BatchItemFailed, 422, "A batch item failed; nothing was written"
+        ),
+        _ledger_problem(domain_errors.PendingExpired, 422, "Pending transfer expired"),
+        _ledger_problem(domain_errors.VersionMismatch, 412, "Version mismatch"),
+        _ledger_problem(domain_errors.ConcurrencyConflict, 409, "Concurrent changes; retry"),
+        # Never raised itself (its two subclasses are), but a retry is still the answer.
+        _ledger_problem(domain_errors.Unavailable, 503, "Ledger error"),
+        _ledger_problem(domain_errors.ServiceUnavailable, 503, "Service unavailable"),
+        _ledger_problem(
+            domain_errors.OutcomeUnknown, 503, "Outcome unknown; retry the same request"
+        ),
+    ]
 )
+
 
 # The store is locked past its bounded wait, or unreachable: the event store's own
 # errors, and those of the API-key lookups, which use the same database directly.
@@ -69,52 +108,42 @@ STORE_UNAVAILABLE: tuple[type[Exception], ...] = (
     PoolTimeout,
 )
 
-# Codes that come from HTTP itself rather than from the ledger.
-HTTP_STATUS_CODES: dict[int, str] = {
-    400: "bad_request",
-    401: "unauthorized",
-    403: "forbidden",
-    404: "not_found",
-    405: "method_not_allowed",
-    406: "not_acceptable",
-    409: "conflict",
-    412: "version_mismatch",
-    413: "payload_too_large",
-    415: "unsupported_media_type",
-    422: "validation_error",
-    429: "rate_limited",
-    431: "headers_too_large",
-    500: "internal_error",
-    503: "service_unavailable",
+# Problems that come from HTTP itself rather than from the ledger, by status.
+HTTP_PROBLEMS: dict[int, ProblemKind] = {
+    kind.status: kind
+    for kind in (
+        ProblemKind(400, "bad_request", "Bad request"),
+        ProblemKind(401, "unauthorized", "Unauthorized"),
+        ProblemKind(403, "forbidden", "Forbidden"),
+        ProblemKind(405, "method_not_allowed", "Method not allowed"),
+        ProblemKind(406, "not_acceptable", "Not acceptable"),
+        ProblemKind(413, "payload_too_large", "Payload too large"),
+        ProblemKind(415, "unsupported_media_type", "Unsupported media type"),
+        ProblemKind(429, "rate_limited", "Too many requests"),
+        ProblemKind(431, "headers_too_large", "Request headers too large"),
+        ProblemKind(500, "internal_error", "Internal error"),
+    )
 }
+# Statuses that HTTP (an unknown route, a bad header) and the ledger answer alike.
+for _shared in (
+    domain_errors.NotFound,
+    domain_errors.ConcurrencyConflict,
+    domain_errors.VersionMismatch,
+    domain_errors.InvalidRequest,
+    domain_errors.ServiceUnavailable,
+):
+    HTTP_PROBLEMS[LEDGER_PROBLEMS[_shared].status] = LEDGER_PROBLEMS[_shared]
 
-TITLES: dict[str, str] = {
-    "validation_error": "The request is not valid",
-    "not_found": "Not found",
-    "insufficient_funds": "Insufficient funds",
-    "currency_mismatch": "Currency mismatch",
-    "same_account": "Same account on both sides",
-    "account_frozen": "Account frozen",
-    "account_closed": "Account closed",
-    "account_not_empty": "Account not empty",
-    "amount_out_of_range": "Amount out of range",
-    "idempotency_key_reused": "Idempotency key reused for another request",
-    "transfer_not_pending": "Transfer not pending",
-    "transfer_not_posted": "Transfer not posted",
-    "batch_item_failed": "A batch item failed; nothing was written",
-    "pending_expired": "Pending transfer expired",
-    "version_mismatch": "Version mismatch",
-    "conflict": "Concurrent changes; retry",
-    "unauthorized": "Unauthorized",
-    "forbidden": "Forbidden",
-    "payload_too_large": "Payload too large",
-    "rate_limited": "Too many requests",
-    "headers_too_large": "Request headers too large",
-    "method_not_allowed": "Method not allowed",
-    "service_unavailable": "Service unavailable",
-    "outcome_unknown": "Outcome unknown; retry the same request",
-    "internal_error": "Internal error",
-}
+
+def _titles_by_code() -> dict[str, str]:
+    titles: dict[str, str] = {}
+    for kind in (*LEDGER_PROBLEMS.values(), *HTTP_PROBLEMS.values()):
+        assert titles.setdefault(kind.code, kind.title) == kind.title, kind.code
+    return titles
+
+
+# An index of the two tables above, for problems raised by code alone.
+TITLES_BY_CODE = _titles_by_code()
 
 
 class Problem(Exception):
@@ -170,7 +199,7 @@ def move_problems_to_problem_json(openapi: dict[str, Any]) -> dict[str, Any]:
             responses = operation.setdefault("responses", {})
             if "requestBody" in operation and "413" not in responses:
                 responses["413"] = {
-                    "description": TITLES["payload_too_large"],
+                    "description": HTTP_PROBLEMS[413].title,
                     "content": {"application/json": {"schema": {"$ref": PROBLEM_SCHEMA_REFERENCE}}},
                 }
             for status, response in responses.items():
@@ -180,11 +209,12 @@ def move_problems_to_problem_json(openapi: dict[str, Any]) -> dict[str, Any]:
     return openapi
 
 
-def status_for(error: LedgerError) -> int:
-    for error_class, status in ERROR_STATUS:
-        if isinstance(error, error_class):
-            return status
-    raise AssertionError(f"{type(error).__name__} is missing from ERROR_STATUS")
+def problem_for(error_class: type[LedgerError]) -> ProblemKind:
+    """The row of ``LEDGER_PROBLEMS`` of this class or of its nearest named base."""
+    for base in error_class.__mro__:
+        if base in LEDGER_PROBLEMS:
+            return LEDGER_PROBLEMS[base]
+    raise AssertionError(f"{error_class.__name__} is not a LedgerError")
 
 
 # What routes can answer besides their own errors: auth, input, the store's health.
@@ -198,7 +228,7 @@ def problem_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
     return {
         status: {
             "model": ProblemDetails,
-            "description": TITLES.get(HTTP_STATUS_CODES.get(status, ""), "Problem"),
+            "description": HTTP_PROBLEMS[status].title if status in HTTP_PROBLEMS else "Problem",
         }
         for status in sorted(set(documented))
     }
@@ -215,7 +245,7 @@ def problem_response(
 ) -> JSONResponse:
     body: dict[str, Any] = {
         "type": PROBLEM_TYPE_PREFIX + code,
-        "title": TITLES.get(code, code.replace("_", " ").capitalize()),
+        "title": TITLES_BY_CODE.get(code, code.replace("_", " ").capitalize()),
         "status": status,
         "detail": _truncate(detail, DETAIL_LENGTH_MAX),
         "instance": _truncate(request.url.path, INSTANCE_LENGTH_MAX),
@@ -252,8 +282,9 @@ async def _ledger_error(request: Request, error: Exception) -> JSONResponse:
     if isinstance(error, Unavailable):
         headers["Retry-After"] = str(request.app.state.settings.store_busy_retry_after_seconds)
     _count_rejection(request, error)
+    kind = problem_for(type(error))
     return problem_response(
-        request, status_for(error), error.code, error.detail, headers=headers, extra=extra
+        request, kind.status, kind.code, error.detail, headers=headers, extra=extra
     )
 
 
@@ -291,8 +322,9 @@ async def _http_error(request: Request, error: Exception) -> JSONResponse:
         return problem_response(
             request, 422, "validation_error", "the body is not valid JSON within our limits"
         )
-    code = HTTP_STATUS_CODES.get(status, "http_error")
-    detail = error.detail if isinstance(error.detail, str) else TITLES.get(code, code)
+    kind = HTTP_PROBLEMS.get(status)
+    code = kind.code if kind else "http_error"
+    detail = error.detail if isinstance(error.detail, str) else TITLES_BY_CODE.get(code, code)
     return problem_response(request, status, code, detail, headers=error.headers)
 
 

@@ -41,11 +41,23 @@ def workloads(arguments: argparse.Namespace) -> dict[str, list[str]]:
         "inprocess_sqlite_16_threads": [*inprocess, "--store", "sqlite"],
         "inprocess_postgresql_16_threads": [*inprocess, "--store", "postgresql"],
         "http_single": [
-            "benchmarks/http_bench.py", "--impls", IMPL, "--repeats", "1",
-            "--accounts", str(arguments.accounts),
-            "--single-duration-seconds", str(arguments.duration_seconds),
-            "--batch-duration-seconds", "0.5", "--batch-size", "100",
-            "--warmup-seconds", "1", "--rss-transfers", "0",
+            "benchmarks/http_bench.py",
+            "--impls",
+            IMPL,
+            "--repeats",
+            "1",
+            "--accounts",
+            str(arguments.accounts),
+            "--single-duration-seconds",
+            str(arguments.duration_seconds),
+            "--batch-duration-seconds",
+            "0.5",
+            "--batch-size",
+            "100",
+            "--warmup-seconds",
+            "1",
+            "--rss-transfers",
+            "0",
         ],  # fmt: skip
     }
 

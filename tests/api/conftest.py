@@ -12,22 +12,24 @@ from fastapi.testclient import TestClient
 
 from api.app import create_app
 from infrastructure.settings import Settings
-from tests.api.support import deposit, open_account
+from tests.api.support import funded_account, open_account
+from tests.conftest import Clock
 
 MakeClient = Callable[..., TestClient]
 
 
 @pytest.fixture
 def make_client(settings: Settings) -> Iterator[MakeClient]:
-    """Starts apps (lifespan included) on the test's store; closes them at the end."""
+    """Starts apps (lifespan included) on the test's store; closes them at the end.
+    Given the test's ``clock``, pending transfers of the app expire by it."""
     clients: list[TestClient] = []
 
-    def make(**overrides: object) -> TestClient:
+    def make(clock: Clock | None = None, **overrides: object) -> TestClient:
         # These tests read the event store only; the projection follower (tested with
         # the read models) would only add start and stop time to every test.
         if "run_projections" in Settings.model_fields:
             overrides.setdefault("run_projections", False)
-        client = TestClient(create_app(settings.model_copy(update=overrides)))
+        client = TestClient(create_app(settings.model_copy(update=overrides), clock=clock))
         client.__enter__()
         clients.append(client)
         return client
@@ -59,6 +61,4 @@ def fresh_settings(store: str, tmp_path: Path, request: pytest.FixtureRequest) -
 @pytest.fixture
 def accounts(client: TestClient) -> Iterator[tuple[str, str]]:
     """Alice with 1000, Bob with nothing, for tests that must leave them unchanged."""
-    alice, bob = open_account(client), open_account(client)
-    deposit(client, alice, 1000)
-    yield alice, bob
+    yield funded_account(client, 1000), open_account(client)

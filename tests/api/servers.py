@@ -8,13 +8,12 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 
-import httpx
+from tests.support import wait_until_serving
 
 EVENTLEDGER = str(Path(sys.executable).parent / "eventledger")
 START_TIMEOUT_SECONDS = 30
@@ -58,20 +57,8 @@ def running_server(workdir: Path, database_url: str, *options: str) -> Iterator[
         )
         server = Server(process, f"http://127.0.0.1:{port}", log_path)
         try:
-            _wait_ready(server)
+            wait_until_serving(server.url, process, START_TIMEOUT_SECONDS, server.log)
             yield server
         finally:
             if process.poll() is None:
                 server.kill_hard()
-
-
-def _wait_ready(server: Server) -> None:
-    deadline = time.monotonic() + START_TIMEOUT_SECONDS
-    while time.monotonic() < deadline:
-        if server.process.poll() is not None:
-            raise AssertionError(f"server exited early:\n{server.log()}")
-        with suppress(httpx.TransportError):
-            if httpx.get(f"{server.url}/readyz", timeout=1).status_code == 200:
-                return
-        time.sleep(0.1)
-    raise AssertionError(f"server not ready in {START_TIMEOUT_SECONDS}s:\n{server.log()}")

@@ -25,6 +25,15 @@ def deposit(client: Any, account_id: str, amount: int, **headers: str) -> httpx.
     return response
 
 
+def funded_account(client: Any, amount: int, currency: str = "USD", **fields: Any) -> str:
+    """Opens an account (``fields`` as POST /v1/accounts takes them) and deposits
+    ``amount`` into it, nothing when 0; returns its id."""
+    account_id = open_account(client, currency, **fields)
+    if amount:
+        deposit(client, account_id, amount)
+    return account_id
+
+
 def balance(client: Any, account_id: str) -> int:
     response = client.get(f"/v1/accounts/{account_id}")
     assert response.status_code == 200, response.text

@@ -7,7 +7,7 @@ from uuid import uuid4
 
 from fastapi.testclient import TestClient
 
-from tests.api.support import assert_problem, balance, deposit, open_account
+from tests.api.support import assert_problem, balance, deposit, funded_account, open_account
 
 
 class TestOpen:
@@ -43,8 +43,7 @@ class TestOpen:
 
 class TestRead:
     def test_get_sends_the_version_as_etag(self, client: TestClient) -> None:
-        account_id = open_account(client)
-        deposit(client, account_id, 500)
+        account_id = funded_account(client, 500)
         response = client.get(f"/v1/accounts/{account_id}")
         assert response.headers["etag"] == '"2"'
         assert response.json()["balance"] == 500
@@ -66,8 +65,7 @@ class TestLifecycle:
         assert thawed.json()["status"] == "open"
 
     def test_close_needs_an_empty_account(self, client: TestClient) -> None:
-        account_id = open_account(client)
-        deposit(client, account_id, 1)
+        account_id = funded_account(client, 1)
         refused = client.post(f"/v1/accounts/{account_id}/close")
         assert_problem(refused, 422, "account_not_empty")
         client.post(f"/v1/accounts/{account_id}/withdrawals", json={"amount": 1})
@@ -120,8 +118,7 @@ class TestMoneyInAndOut:
         assert balance(client, account_id) == 600
 
     def test_withdrawing_more_than_available_is_refused(self, client: TestClient) -> None:
-        account_id = open_account(client)
-        deposit(client, account_id, 100)
+        account_id = funded_account(client, 100)
         response = client.post(f"/v1/accounts/{account_id}/withdrawals", json={"amount": 101})
         body = assert_problem(response, 422, "insufficient_funds")
         recorded = client.get(f"/v1/transfers/{body['transfer_id']}").json()

@@ -10,14 +10,19 @@ and the error table against DESIGN.md's list of codes.
 from __future__ import annotations
 
 import sqlite3
+import threading
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 from uuid import uuid4
 
+import pytest
+from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
-from api.errors import HTTP_STATUS_CODES, status_for
+from api.errors import HTTP_PROBLEMS, install_error_handlers, problem_for
 from domain import errors
+from infrastructure.settings import Settings
 from tests.api.conftest import MakeClient
 from tests.api.support import assert_problem, balance, hostile_failures, open_account
 
@@ -108,11 +113,8 @@ def test_unknown_routes_and_methods_are_problems(client: TestClient) -> None:
     assert_problem(client.get("/v1/transfers/" + "x" * 5000), 422, "validation_error")
 
 
-def test_a_store_locked_too_long_answers_503_with_retry_after(
-    make_client: MakeClient, store: str, settings: object
-) -> None:
-    if store != "sqlite":
-        return  # the lock is SQLite's single writer
+@pytest.mark.parametrize("store", ["sqlite"], indirect=True)  # SQLite's single writer
+def test_a_store_locked_too_long_answers_503_with_retry_after(make_client: MakeClient) -> None:
     client = make_client(sqlite_lock_timeout_seconds=1)
     account_id = open_account(client)
     path = client.app.state.settings.database.path  # type: ignore[attr-defined]
@@ -131,27 +133,37 @@ def test_a_store_locked_too_long_answers_503_with_retry_after(
     assert balance(client, account_id) == 5
 
 
-def test_retries_exhausted_is_409_conflict(make_client: MakeClient, store: str) -> None:
-    """With one attempt allowed, concurrent deposits to one account must collide; the
-    losers answer 409 and nothing of theirs is written."""
-    if store == "memory":
-        return  # in one process the in-memory store rarely interleaves saves
-    # Per-command saves: group commit (the default) would merge these deposits into
-    # one writer's transactions, and they would never collide.
+def test_retries_exhausted_is_409_conflict(
+    make_client: MakeClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two deposits to one account, each allowed one attempt, both load the account
+    before either writes: a barrier in front of the event store's insert holds the
+    first until the second has arrived. One is written; the other collides on the
+    account's version and answers 409, and nothing of it is written."""
+    # Per-command saves: group commit (the default) would merge the two deposits into
+    # one writer's transaction, and they would never collide.
     client = make_client(retry_attempts=1, group_commit=False)
     account_id = open_account(client)
+    recorder = client.app.state.ledger.recorder  # type: ignore[attr-defined]
+    insert_events = recorder.insert_events
+    both_loaded = threading.Barrier(2, timeout=10)
 
-    def one_deposit(number: int) -> int:
-        response = client.post(f"/v1/accounts/{account_id}/deposits", json={"amount": 1})
-        if response.status_code == 409:
-            assert_problem(response, 409, "conflict")
-        return response.status_code
+    def insert_when_both_have_loaded(*args: Any, **kwargs: Any) -> Any:
+        both_loaded.wait()
+        return insert_events(*args, **kwargs)
 
-    with ThreadPoolExecutor(max_workers=16) as pool:
-        statuses = list(pool.map(one_deposit, range(48)))
-    assert set(statuses) <= {201, 409}
-    assert 409 in statuses
-    assert balance(client, account_id) == statuses.count(201)
+    monkeypatch.setattr(recorder, "insert_events", insert_when_both_have_loaded)
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        answers = list(
+            pool.map(
+                lambda _: client.post(f"/v1/accounts/{account_id}/deposits", json={"amount": 1}),
+                range(2),
+            )
+        )
+    monkeypatch.undo()
+    assert sorted(answer.status_code for answer in answers) == [201, 409]
+    assert_problem(max(answers, key=lambda answer: answer.status_code), 409, "conflict")
+    assert balance(client, account_id) == 1
 
 
 # DESIGN.md section 5: "Error codes (at least)".
@@ -164,18 +176,106 @@ DESIGN_CODES = {
     "payload_too_large": 413,
 }  # fmt: skip
 
+# Every class of domain/errors.py and the (status, code) a client gets for it, written
+# out so that changing any mapping, or adding a class without a row, fails a test.
+EXPECTED_PROBLEMS: dict[type[errors.LedgerError], tuple[int, str]] = {
+    errors.LedgerError: (422, "ledger_error"),
+    errors.InvalidRequest: (422, "validation_error"),
+    errors.InvalidCurrency: (422, "validation_error"),
+    errors.UnknownCurrency: (422, "validation_error"),
+    errors.AmountOutOfRange: (422, "amount_out_of_range"),
+    errors.SameAccount: (422, "same_account"),
+    errors.NotFound: (404, "not_found"),
+    errors.AccountNotFound: (404, "not_found"),
+    errors.TransferNotFound: (404, "not_found"),
+    errors.TransferRejected: (422, "ledger_error"),
+    errors.InsufficientFunds: (422, "insufficient_funds"),
+    errors.CurrencyMismatch: (422, "currency_mismatch"),
+    errors.AccountFrozen: (422, "account_frozen"),
+    errors.AccountClosed: (422, "account_closed"),
+    errors.BalanceOverflow: (422, "amount_out_of_range"),
+    errors.AccountNotEmpty: (422, "account_not_empty"),
+    errors.IdempotencyKeyReused: (422, "idempotency_key_reused"),
+    errors.TransferNotPending: (422, "transfer_not_pending"),
+    errors.TransferNotPosted: (422, "transfer_not_posted"),
+    errors.BatchItemFailed: (422, "batch_item_failed"),
+    errors.PendingExpired: (422, "pending_expired"),
+    errors.VersionMismatch: (412, "version_mismatch"),
+    errors.ConcurrencyConflict: (409, "conflict"),
+    errors.Unavailable: (503, "ledger_error"),
+    errors.ServiceUnavailable: (503, "service_unavailable"),
+    errors.OutcomeUnknown: (503, "outcome_unknown"),
+}
 
-def test_the_error_table_gives_each_design_code_its_status() -> None:
-    ledger_errors = [
-        errors.InvalidRequest("x"), errors.AccountNotFound(uuid4()),
-        errors.TransferNotFound(uuid4()), errors.InsufficientFunds("x"),
-        errors.CurrencyMismatch("x"), errors.SameAccount("x"), errors.AccountFrozen("x"),
-        errors.AccountClosed("x"), errors.AccountNotEmpty("x"), errors.AmountOutOfRange("x"),
-        errors.BalanceOverflow("x"), errors.IdempotencyKeyReused("x"),
-        errors.TransferNotPending("x"), errors.PendingExpired("x"),
-        errors.VersionMismatch(1, 2), errors.ConcurrencyConflict("x"),
-    ]  # fmt: skip
-    produced = {error.code: status_for(error) for error in ledger_errors}
-    produced.update({code: status for status, code in HTTP_STATUS_CODES.items()})
-    for code, status in DESIGN_CODES.items():
-        assert produced.get(code) == status, code
+# The codes that come from HTTP itself, by status.
+EXPECTED_HTTP_CODES = {
+    400: "bad_request", 401: "unauthorized", 403: "forbidden", 404: "not_found",
+    405: "method_not_allowed", 406: "not_acceptable", 409: "conflict",
+    412: "version_mismatch", 413: "payload_too_large", 415: "unsupported_media_type",
+    422: "validation_error", 429: "rate_limited", 431: "headers_too_large",
+    500: "internal_error", 503: "service_unavailable",
+}  # fmt: skip
+
+
+def ledger_error_classes() -> set[type[errors.LedgerError]]:
+    return {
+        value
+        for value in vars(errors).values()
+        if isinstance(value, type)
+        and issubclass(value, errors.LedgerError)
+        and value.__module__ == errors.__name__
+    }
+
+
+def an_instance_of(error_class: type[errors.LedgerError]) -> errors.LedgerError:
+    if issubclass(error_class, errors.AccountNotFound | errors.TransferNotFound):
+        return error_class(uuid4())
+    if issubclass(error_class, errors.VersionMismatch):
+        return error_class(1, 2)
+    if issubclass(error_class, errors.BatchItemFailed):
+        return error_class(3, errors.InsufficientFunds("item"))
+    return error_class("detail")
+
+
+class TestTheErrorTable:
+    def test_names_every_class_of_domain_errors(self) -> None:
+        assert ledger_error_classes() == set(EXPECTED_PROBLEMS)
+
+    @pytest.mark.parametrize(
+        "error_class", list(EXPECTED_PROBLEMS), ids=lambda error_class: error_class.__name__
+    )
+    def test_gives_each_class_its_status_and_code(
+        self, error_class: type[errors.LedgerError]
+    ) -> None:
+        status, code = EXPECTED_PROBLEMS[error_class]
+        kind = problem_for(error_class)
+        assert (kind.status, kind.code, error_class.code) == (status, code, code)
+
+    def test_the_handler_answers_each_class_as_the_table_says(self) -> None:
+        app = FastAPI()
+        app.state.settings = Settings(database_url="memory://", store_busy_retry_after_seconds=7)
+        install_error_handlers(app)
+        classes = {error_class.__name__: error_class for error_class in EXPECTED_PROBLEMS}
+
+        @app.get("/raise/{name}")
+        def raise_it(name: str) -> None:
+            raise an_instance_of(classes[name])
+
+        with TestClient(app) as client:
+            for error_class, (status, code) in EXPECTED_PROBLEMS.items():
+                response = client.get(f"/raise/{error_class.__name__}")
+                body = assert_problem(response, status, code)
+                assert body["title"] == problem_for(error_class).title
+                retry_after = response.headers.get("retry-after")
+                assert retry_after == ("7" if status == 503 else None), error_class
+
+    def test_gives_http_its_own_codes(self) -> None:
+        assert {status: kind.code for status, kind in HTTP_PROBLEMS.items()} == (
+            EXPECTED_HTTP_CODES
+        )
+
+    def test_gives_each_design_code_its_status_wherever_it_is_answered(self) -> None:
+        answered = [(kind.code, kind.status) for kind in HTTP_PROBLEMS.values()]
+        answered += [(code, status) for status, code in EXPECTED_PROBLEMS.values()]
+        for code, status in DESIGN_CODES.items():
+            assert {s for c, s in answered if c == code} == {status}, code

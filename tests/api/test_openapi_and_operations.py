@@ -8,7 +8,7 @@ from typing import Any
 from fastapi.testclient import TestClient
 from openapi_spec_validator import validate
 
-from tests.api.support import deposit, open_account, transfer
+from tests.api.support import funded_account, open_account, transfer
 
 COMMAND_ROUTES = {
     ("post", "/v1/accounts"),
@@ -77,8 +77,7 @@ class TestOperations:
         assert ready["status"] == "ready" and ready["position"] >= 0
 
     def test_metrics_count_requests_transfers_and_retries(self, client: TestClient) -> None:
-        alice, bob = open_account(client), open_account(client)
-        deposit(client, alice, 10)
+        alice, bob = funded_account(client, 10), open_account(client)
         transfer(client, alice, bob, 5)
         transfer(client, alice, bob, 50)
         text = client.get("/metrics").text

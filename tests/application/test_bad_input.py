@@ -17,6 +17,7 @@ import pytest
 from domain import errors
 from domain.ledger import Ledger
 from domain.money import AMOUNT_MAX, BALANCE_MAX, world_account_id
+from tests.support import funded_account
 
 
 @dataclass
@@ -31,8 +32,7 @@ class World:
 
 
 def setup_world(ledger: Ledger) -> World:
-    alice = ledger.open_account("USD", "alice").id
-    ledger.deposit(alice, 1_000)
+    alice = funded_account(ledger, 1_000, name="alice")
     bob = ledger.open_account("USD", "bob").id
     euro = ledger.open_account("EUR", "euro").id
     frozen = ledger.open_account("USD", "frozen").id

@@ -16,16 +16,11 @@ from domain.errors import (
     TransferNotPosted,
 )
 from domain.ledger import Ledger
+from tests.support import funded_account
 
 
 def accounts(ledger: Ledger, funds: list[int]) -> list[UUID]:
-    ids = []
-    for amount in funds:
-        account = ledger.open_account("USD").id
-        if amount:
-            ledger.deposit(account, amount)
-        ids.append(account)
-    return ids
+    return [funded_account(ledger, amount) for amount in funds]
 
 
 def item(payer: UUID, payee: UUID, amount: int, **extra: Any) -> dict[str, Any]:

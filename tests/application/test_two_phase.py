@@ -27,14 +27,12 @@ from domain.ledger import Ledger
 from infrastructure.persistence import build_ledger
 from infrastructure.settings import Settings
 from tests.conftest import Clock
+from tests.support import funded_account
 
 
 def pair(ledger: Ledger, funds: int, overdraft_limit: int = 0) -> tuple[UUID, UUID]:
-    payer = ledger.open_account("USD", overdraft_limit=overdraft_limit).id
-    payee = ledger.open_account("USD").id
-    if funds:
-        ledger.deposit(payer, funds)
-    return payer, payee
+    payer = funded_account(ledger, funds, overdraft_limit=overdraft_limit)
+    return payer, ledger.open_account("USD").id
 
 
 class TestReserve:

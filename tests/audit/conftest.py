@@ -28,6 +28,7 @@ from infrastructure.settings import Settings
 from infrastructure.views import ViewStore, views_database
 from projections.audit import Audit
 from projections.audit.hashing import link
+from tests.support import funded_account
 
 POSTGRES_BASE_URL = "postgresql://postgres@127.0.0.1:5432/test"
 
@@ -67,11 +68,9 @@ def audited(audit_settings: Settings) -> Iterator[Audited]:
 
 def populate(ledger: Ledger) -> dict[str, Any]:
     """A small ledger using every kind of event; returns the ids it made."""
-    alice = ledger.open_account("USD", "alice").id
+    alice = funded_account(ledger, 10_000, name="alice")
     bob = ledger.open_account("USD", "bob", overdraft_limit=500).id
-    carol = ledger.open_account("EUR", "carol").id
-    ledger.deposit(alice, 10_000)
-    ledger.deposit(carol, 700)
+    carol = funded_account(ledger, 700, "EUR", name="carol")
     first = ledger.transfer(alice, bob, 2_500, "USD").id
     ledger.transfer(bob, alice, 2_900, "USD")  # bob goes 400 into his overdraft
     pending = ledger.transfer(alice, bob, 1_000, "USD", pending=True).id

@@ -9,7 +9,6 @@ DESIGN.md section 5, and that only a key with the ``audit`` scope gets in.
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -23,6 +22,7 @@ from infrastructure.api_keys import build_keystore, create_key
 from infrastructure.persistence import build_ledger
 from infrastructure.settings import Settings
 from tests.audit.conftest import Tamper, populate
+from tests.support import wait_until
 
 
 @pytest.fixture
@@ -140,9 +140,7 @@ def test_the_served_app_keeps_the_chain_at_the_head(sqlite_settings: Settings) -
     with TestClient(create_app(settings)) as client:
         audit = client.app.state.audit  # type: ignore[attr-defined]
         head = audit.head_position()
-        deadline = time.monotonic() + 10
-        while audit.chain.head().position < head and time.monotonic() < deadline:
-            time.sleep(0.05)
+        wait_until(lambda: audit.chain.head().position >= head, 10)
         assert audit.chain.head().position == head
         report = client.post("/v1/audit/verify").json()  # no key exists: open on loopback
         assert report["ok"] is True, report["problems"]

@@ -13,6 +13,7 @@ from uuid import uuid4
 
 from domain.ledger import Ledger
 from tests.audit.conftest import Audited
+from tests.support import funded_account
 
 ACCOUNTS = 200
 BATCH = 1000
@@ -20,9 +21,7 @@ EVENTS = {"sqlite": 100_000, "postgresql": 30_000}
 
 
 def fill(ledger: Ledger, events: int) -> None:
-    accounts = [ledger.open_account("USD").id for _ in range(ACCOUNTS)]
-    for account_id in accounts:
-        ledger.deposit(account_id, 10**9)
+    accounts = [funded_account(ledger, 10**9) for _ in range(ACCOUNTS)]
     number = 0
     while (head := ledger.head_position()) < events:
         items = []

@@ -15,6 +15,7 @@ from eventsourcing.cryptography import AESCipher
 
 from infrastructure.persistence import build_ledger, ledger_env
 from infrastructure.settings import Settings, parse_database_url
+from tests.support import funded_account
 
 
 def test_sqlite_connections_are_wal_with_synchronous_full(tmp_path: Path) -> None:
@@ -103,9 +104,7 @@ def test_one_save_is_inserted_in_order(sql_url: str) -> None:
     the order saved, a Transfer's event after its postings, and the events read back."""
     ledger = build_ledger(Settings(database_url=sql_url, group_commit=False))
     try:
-        payer = ledger.open_account("USD").id
-        payee = ledger.open_account("USD").id
-        ledger.deposit(payer, 10**6, "USD")
+        payer, payee = funded_account(ledger, 10**6), ledger.open_account("USD").id
         items = [
             {"from_account": payer, "to_account": payee, "amount": 1, "currency": "USD"}
             for _ in range(600)

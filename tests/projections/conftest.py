@@ -25,6 +25,7 @@ from infrastructure.settings import Settings
 from infrastructure.views import ViewStore
 from projections.catalog import all_projections
 from tests.conftest import POSTGRES_BASE_URL, database_url_for
+from tests.support import funded_account
 
 LIVE_TABLES = ("balances", "statements", "statements_pending", "totals", "totals_pending")
 # What a balances row shares with the account aggregate.
@@ -95,9 +96,9 @@ class Workload:
         self.pending: list[UUID] = []
         for index in range(accounts):
             currency = "USD" if index % 3 else "EUR"
-            account = ledger.open_account(currency, f"acct-{index}", {"n": str(index)})
-            self.accounts.append(account.id)
-            ledger.deposit(account.id, 10_000, description=f"opening {index}")
+            fields = {"name": f"acct-{index}", "metadata": {"n": str(index)}}
+            opening = f"opening {index}"
+            self.accounts.append(funded_account(ledger, 10_000, currency, opening, **fields))
 
     def step(self) -> int:
         """One random command; returns the log position after it."""

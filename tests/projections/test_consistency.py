@@ -10,7 +10,6 @@ goes through the HTTP API with the in-process follower.
 from __future__ import annotations
 
 import threading
-import time
 from pathlib import Path
 
 import pytest
@@ -25,8 +24,9 @@ from projections.catalog import select_projections
 from projections.queries import ReadModels
 from projections.runner import ProjectionRunner
 from tests.projections.conftest import assert_rows_match_aggregates
+from tests.support import wait_until
 
-STREAM_SECONDS = 2.0
+STREAM_SECONDS_MAX = 30.0
 
 
 def stream_transfers(ledger: Ledger, stop: threading.Event) -> int:
@@ -84,12 +84,11 @@ class TestReadsRacingTransfers:
         writer_stop = threading.Event()
         writer = threading.Thread(target=stream_transfers, args=(ledger, writer_stop))
         writer.start()
-        time.sleep(STREAM_SECONDS)
+        # Until the readers have seen the views move, which is what this test is about.
+        wait_until(lambda: len({position for _, position in list(reads)}) > 5, STREAM_SECONDS_MAX)
         writer_stop.set()
         writer.join(30)
-        deadline = time.monotonic() + 20
-        while views.positions()["totals"] < ledger.head_position() and time.monotonic() < deadline:
-            time.sleep(0.05)
+        wait_until(lambda: views.positions()["totals"] >= ledger.head_position(), 20)
         stop.set()
         for reader in readers:
             reader.join(30)

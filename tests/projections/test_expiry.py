@@ -7,15 +7,14 @@ from datetime import timedelta
 from domain.ledger import Ledger
 from projections.expiry import PendingExpirySweeper
 from tests.conftest import Clock
+from tests.support import funded_account
 
 
 def test_sweep_voids_due_transfers_and_returns_the_funds(
     timed_ledger: Ledger, clock: Clock
 ) -> None:
     ledger = timed_ledger
-    payer = ledger.open_account("USD").id
-    payee = ledger.open_account("USD").id
-    ledger.deposit(payer, 100)
+    payer, payee = funded_account(ledger, 100), ledger.open_account("USD").id
     soon = ledger.transfer(payer, payee, 10, "USD", pending=True, timeout_seconds=5)
     later = ledger.transfer(payer, payee, 20, "USD", pending=True, timeout_seconds=60)
     posted = ledger.transfer(payer, payee, 30, "USD", pending=True, timeout_seconds=5)
@@ -37,9 +36,7 @@ def test_sweep_voids_due_transfers_and_returns_the_funds(
 
 def test_background_thread_sweeps_and_stops(timed_ledger: Ledger, clock: Clock) -> None:
     ledger = timed_ledger
-    payer = ledger.open_account("USD").id
-    payee = ledger.open_account("USD").id
-    ledger.deposit(payer, 100)
+    payer, payee = funded_account(ledger, 100), ledger.open_account("USD").id
     pending = ledger.transfer(payer, payee, 10, "USD", pending=True, timeout_seconds=1)
     clock.now += timedelta(seconds=2)
     sweeper = PendingExpirySweeper(ledger, interval_seconds=0.01)

@@ -30,6 +30,7 @@ from projections.catalog import select_projections
 from projections.follower import follower_for
 from projections.rebuild import rebuild
 from tests.projections.conftest import assert_rows_match_aggregates, dump
+from tests.support import wait_until
 
 # At least 20 on SQLite; fewer on PostgreSQL, whose runs start slower (time budget).
 KILLS = {"sqlite": 20, "postgres": 8}
@@ -150,10 +151,12 @@ def test_a_rebuild_killed_midway_resumes_where_it_stopped(
         stderr=subprocess.DEVNULL,
     )
     try:
-        deadline = time.monotonic() + START_TIMEOUT_SECONDS
-        while views.positions().get("balances:rebuild", 0) == 0:
-            assert time.monotonic() < deadline and process.poll() is None
-            time.sleep(0.01)
+
+        def rebuilding() -> bool:
+            assert process.poll() is None, "the rebuild exited before it began"
+            return views.positions().get("balances:rebuild", 0) > 0
+
+        wait_until(rebuilding, START_TIMEOUT_SECONDS)
     finally:
         process.send_signal(signal.SIGKILL)
         process.wait(10)

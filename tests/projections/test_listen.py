@@ -8,7 +8,6 @@ with ``pg_terminate_backend`` to show it reconnects and the views still catch up
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Iterator
 
 import psycopg
@@ -20,6 +19,7 @@ from infrastructure.views import ViewStore
 from projections.catalog import select_projections
 from projections.runner import ProjectionRunner
 from tests.conftest import POSTGRES_BASE_URL
+from tests.support import wait_until
 
 pytestmark = pytest.mark.parametrize("store", ["postgres"])
 
@@ -51,15 +51,6 @@ def make_runner(
     yield make
     for runner in started:
         runner.stop()
-
-
-def wait_until(predicate: Callable[[], object], seconds: float) -> float:
-    """Seconds it took for ``predicate()`` to hold; fails after ``seconds``."""
-    started = time.monotonic()
-    while not predicate():
-        assert time.monotonic() - started < seconds, "timed out"
-        time.sleep(0.01)
-    return time.monotonic() - started
 
 
 def caught_up(ledger: Ledger, views: ViewStore) -> Callable[[], bool]:

@@ -9,7 +9,6 @@ accounts, a non-zero total or an error has seen a half-built table. Interruption
 from __future__ import annotations
 
 import threading
-import time
 from collections.abc import Callable
 
 from domain.ledger import Ledger
@@ -23,6 +22,7 @@ from projections.rebuild import rebuild
 from projections.runner import ProjectionRunner
 from tests.projections.conftest import Workload, assert_rows_match_aggregates, dump
 from tests.projections.test_consistency import stream_transfers
+from tests.support import wait_until
 
 
 class TestRebuild:
@@ -139,16 +139,15 @@ class TestRebuildWhileLive:
         writer.start()
         try:
             for names in (["balances", "totals"], ["statements"], []):
-                time.sleep(0.3)
+                # Each rebuild starts after the writers have added to the log.
+                mark = ledger.head_position()
+                wait_until(lambda mark=mark: ledger.head_position() >= mark + 30, 20)
                 assert rebuild(ledger, views, select_projections(names), batch_size=50).swapped
                 assert all(t.balance_sum == 0 for t in read_models.totals())
         finally:
             stop.set()
             writer.join(30)
-        deadline = time.monotonic() + 20
-        while views.positions()["statements"] < ledger.head_position():
-            assert time.monotonic() < deadline
-            time.sleep(0.02)
+        wait_until(lambda: views.positions()["statements"] >= ledger.head_position(), 20)
         runner.stop()
         assert runner.last_error is None
         assert_rows_match_aggregates(ledger, views)

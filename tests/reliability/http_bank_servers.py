@@ -8,14 +8,12 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
 
-import httpx
-
 from tests.api.servers import EVENTLEDGER, free_port
+from tests.support import wait_until_serving
 
 ROOT = Path(__file__).resolve().parents[2]
 START_TIMEOUT_SECONDS = 30
@@ -63,15 +61,7 @@ class ServerProcess:
 
     def _wait_ready(self) -> None:
         assert self.process is not None
-        deadline = time.monotonic() + START_TIMEOUT_SECONDS
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise AssertionError(f"server exited early:\n{self.log()}")
-            with suppress(httpx.TransportError):
-                if httpx.get(f"{self.url}/readyz", timeout=1).status_code == 200:
-                    return
-            time.sleep(0.1)
-        raise AssertionError(f"server not ready in {START_TIMEOUT_SECONDS}s:\n{self.log()}")
+        wait_until_serving(self.url, self.process, START_TIMEOUT_SECONDS, self.log)
 
     def signal(self, signum: int) -> None:
         if self.process is not None and self.process.poll() is None:

@@ -23,6 +23,7 @@ from domain.ledger import Ledger
 from domain.money import world_account_id
 from domain.transfer import Transfer
 from infrastructure.settings import Settings
+from tests.support import funded_account
 
 # Every rule must hold whether transfers are committed in groups or one by one.
 pytestmark = pytest.mark.parametrize("commit_mode", ["group", "per_command"], indirect=True)
@@ -32,11 +33,8 @@ PROCESS_TIMEOUT_SECONDS = 60
 
 
 def open_alice_and_bob(ledger: Ledger) -> tuple[UUID, UUID]:
-    alice = ledger.open_account("USD", "alice").id
-    bob = ledger.open_account("USD", "bob").id
-    ledger.deposit(alice, 100_000)
-    ledger.deposit(bob, 50_000)
-    return alice, bob
+    alice = funded_account(ledger, 100_000, name="alice")
+    return alice, funded_account(ledger, 50_000, name="bob")
 
 
 def run_in_threads(count: int, work: Callable[[int], str]) -> Counter[str]:
@@ -113,7 +111,7 @@ def test_random_transfers_keep_every_invariant(ledger: Ledger) -> None:
     currency = "CHF"
     limits = [0, 0, 0, 0, 0, 0, 500, 500, 2_000, 10_000]
     accounts = [ledger.open_account(currency, overdraft_limit=limit).id for limit in limits]
-    world_before = ledger.get_account(world_account_id(currency)).balance
+    world_before = ledger.get_account(world_account_id(currency)).balance  # once it exists
     for account in accounts:
         ledger.deposit(account, 1_000)
     transfers_per_thread = 500

@@ -37,6 +37,7 @@ from domain.ledger import Ledger
 from domain.transfer import Transfer
 from infrastructure.persistence import build_ledger
 from infrastructure.settings import Settings
+from tests.support import funded_account, wait_until
 
 WRITERS = 4
 # `make soak` crashes the cluster more times through PG_RESTART_ROUNDS.
@@ -62,15 +63,11 @@ def _pg_ctl(version: str, *args: str) -> None:
 
 
 def _wait_until_ready() -> None:
-    deadline = time.monotonic() + READY_TIMEOUT_SECONDS
-    while time.monotonic() < deadline:
-        ready = subprocess.run(
-            ["pg_isready", "-h", "127.0.0.1", "-p", "5432", "-q"], timeout=10
-        )  # fmt: skip
-        if ready.returncode == 0:
-            return
-        time.sleep(0.2)
-    raise AssertionError("PostgreSQL did not come back")
+    def ready() -> bool:
+        probe = ["pg_isready", "-h", "127.0.0.1", "-p", "5432", "-q"]
+        return subprocess.run(probe, timeout=10).returncode == 0
+
+    wait_until(ready, READY_TIMEOUT_SECONDS, describe=lambda: "PostgreSQL did not come back")
 
 
 def test_acknowledged_transfers_survive_an_immediate_stop(fresh_postgres_url: str) -> None:
@@ -81,9 +78,7 @@ def test_acknowledged_transfers_survive_an_immediate_stop(fresh_postgres_url: st
         pytest.skip("needs root and pg_ctlcluster to crash the local cluster")
     settings = Settings(database_url=fresh_postgres_url, postgres_connect_timeout_seconds=2)
     ledger = build_ledger(settings)
-    accounts = [ledger.open_account("USD").id for _ in range(6)]
-    for account in accounts:
-        ledger.deposit(account, 10_000)
+    accounts = [funded_account(ledger, 10_000) for _ in range(6)]
     outcomes: dict[UUID, str] = {}  # transfer id -> "ok", a refusal code, or "unknown"
     acknowledged_after_restart = 0
     restarted = threading.Event()
