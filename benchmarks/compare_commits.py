@@ -92,11 +92,15 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--duration-seconds", type=float, default=5.0)
     parser.add_argument("--accounts", type=int, default=1000)
+    parser.add_argument("--workloads", default="", help="comma-separated; default: all")
     arguments = parser.parse_args()
+    chosen = workloads(arguments)
+    if arguments.workloads:
+        chosen = {name: chosen[name] for name in arguments.workloads.split(",")}
     checkouts = {"before": arguments.before.resolve(), "after": arguments.after.resolve()}
     runs: dict[str, dict[str, list[dict[str, float]]]] = {}
     for number in range(arguments.rounds):
-        for name, script in workloads(arguments).items():
+        for name, script in chosen.items():
             for label, checkout in checkouts.items():
                 print(f"round {number + 1} {name} {label}", file=sys.stderr, flush=True)
                 measured = figure(name, run(checkout, script))

@@ -68,9 +68,13 @@ class Simulation:
 
     def run(self, steps: int) -> None:
         self.bank.open_and_fund()
-        for _ in range(steps):
+        for number in range(steps):
+            if number == steps // 2:
+                self.restart()  # at least one, whatever the seed draws
             self.step()
         self.bank.faults.disarm()
+        # Retries still queued are settled below; requests never sent never existed.
+        self.bank.unsettled.update(t for t, _ in self.queue if t in self.bank.requests)
         self.queue.clear()
         self.bank.settle_the_rest()
         self.resolve_pending()
