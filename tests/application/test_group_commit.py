@@ -16,12 +16,14 @@ from domain.errors import (
     IdempotencyKeyReused,
     InsufficientFunds,
     LedgerError,
+    OutcomeUnknown,
     ServiceUnavailable,
 )
 from domain.ledger import Ledger
 from domain.transfer import TransferRequest
 from infrastructure.group_commit import TransferCommand
 from tests.reliability.faults import Faults
+from tests.support import funded_account
 
 
 def request(payer: UUID, payee: UUID, amount: int) -> TransferRequest:
@@ -174,3 +176,24 @@ def test_a_load_failing_mid_group_leaves_no_orphan_for_the_next_group(ledger: Le
     assert ledger.get_account(bob).balance == 99
     assert ledger.get_account(carol).balance == 0
     assert [e.type for e in ledger.account_events(alice)][-2:] == ["Credited", "Credited"]
+
+
+class TestACallerWhoGivesUp:
+    """``Ledger.gave_up``: what a caller is told when its wait for an answer ran out."""
+
+    def test_before_its_transfer_started_it_is_cancelled_and_never_written(
+        self, ledger: Ledger
+    ) -> None:
+        alice = funded_account(ledger, 10)
+        bob = ledger.open_account("USD").id
+        command = TransferCommand(uuid4(), request(alice, bob, 5))
+        assert isinstance(ledger.gave_up(command.future), ServiceUnavailable)
+        ledger.group_committer.commit_group([command])
+        assert ledger.find(command.transfer_id) is None
+        assert ledger.get_account(bob).balance == 0
+
+    def test_once_it_started_the_outcome_is_unknown(self, ledger: Ledger) -> None:
+        command = TransferCommand(uuid4(), request(uuid4(), uuid4(), 5))
+        assert command.future.set_running_or_notify_cancel()  # the writer has it
+        assert isinstance(ledger.gave_up(command.future), OutcomeUnknown)
+        assert not command.future.cancelled()  # its commit may still land

@@ -7,13 +7,18 @@ database files and connections directly.
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 from uuid import uuid4
 
 import pytest
 from eventsourcing.cryptography import AESCipher
+from eventsourcing.persistence import IntegrityError, OperationalError
 
-from infrastructure.persistence import build_ledger, ledger_env
+from domain.errors import OutcomeUnknown
+from domain.ledger import Ledger
+from infrastructure.persistence import CommitTracking, build_ledger, ledger_env
 from infrastructure.settings import Settings, parse_database_url
 from tests.support import funded_account
 
@@ -139,3 +144,74 @@ def test_max_versions_answers_many_aggregates_in_one_query(sql_url: str) -> None
     finally:
         ledger.close()
     assert versions == expected and expected[ids[0]] == 2
+
+
+class TestTellingAFailedCommitApart:
+    """A store failure before the COMMIT is sent leaves nothing written; after it, the
+    outcome is unknown. The recorder tells the two apart (``CommitTracking``)."""
+
+    def test_a_failure_before_the_commit_is_sent_stays_a_store_error(self) -> None:
+        tracking = CommitTracking()
+        with pytest.raises(OperationalError), tracking.outcome_of_commit():
+            raise OperationalError("connection lost before the commit")
+
+    def test_a_failure_after_the_commit_is_sent_is_an_unknown_outcome(self) -> None:
+        tracking = CommitTracking()
+        with pytest.raises(OutcomeUnknown), tracking.outcome_of_commit():
+            tracking.commit_sending()
+            raise OperationalError("connection lost during the commit")
+
+    def test_a_conflict_stays_a_conflict_even_after_the_commit_is_sent(self) -> None:
+        # The command's retry reads the store and replays its own write if that is
+        # what conflicted (the library retries an insert whose COMMIT failed).
+        tracking = CommitTracking()
+        with pytest.raises(IntegrityError), tracking.outcome_of_commit():
+            tracking.commit_sending()
+            raise IntegrityError("duplicate key")
+
+    def test_each_insert_starts_unsent(self) -> None:
+        tracking = CommitTracking()
+        with pytest.raises(OutcomeUnknown), tracking.outcome_of_commit():
+            tracking.commit_sending()
+            raise OperationalError("lost")
+        with pytest.raises(OperationalError), tracking.outcome_of_commit():
+            raise OperationalError("refused before the next commit")
+
+    @pytest.fixture
+    def failing_commit(self, ledger: Ledger) -> Iterator[Ledger]:
+        """Every insert fails right after our last step before the library's COMMIT."""
+        recorder: Any = ledger.events.recorder
+        step = next(
+            name
+            for name in ("_insert_events", "_fetch_ids_after_insert_events")
+            if name in type(recorder).__dict__
+        )
+        original = getattr(recorder, step)
+
+        def fail_after(*args: Any, **kwargs: Any) -> Any:
+            original(*args, **kwargs)
+            raise OperationalError("injected: the COMMIT failed")
+
+        setattr(recorder, step, fail_after)
+        yield ledger
+        setattr(recorder, step, original)
+
+    @pytest.mark.parametrize("store", ["sqlite"], indirect=True)
+    def test_on_sqlite_a_failed_commit_answers_outcome_unknown(
+        self, failing_commit: Ledger
+    ) -> None:
+        account_id = uuid4()
+        with pytest.raises(OutcomeUnknown):
+            failing_commit.open_account("USD", account_id=account_id)
+        assert failing_commit.find(account_id) is None  # SQLite rolled it back
+
+    @pytest.mark.parametrize("store", ["postgres"], indirect=True)
+    def test_on_postgresql_the_library_retries_and_the_command_replays(
+        self, failing_commit: Ledger
+    ) -> None:
+        # The library's insert swallows the error until its transaction has committed,
+        # then retries the insert; the retry conflicts, and the command reads the
+        # store and answers its own write as a replay: a definite, true answer.
+        account_id = uuid4()
+        opened = failing_commit.open_account("USD", account_id=account_id)
+        assert opened.replayed and failing_commit.get_account(account_id).currency == "USD"
