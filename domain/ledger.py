@@ -22,11 +22,9 @@ import logging
 import random
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from concurrent.futures import Future
-from concurrent.futures import TimeoutError as FutureTimeout
 from datetime import UTC, datetime
 from functools import partial
-from typing import Any, ClassVar, Protocol, TypeVar, cast
+from typing import Any, ClassVar, TypeVar, cast
 from uuid import UUID, uuid4
 
 from eventsourcing.application import AggregateNotFoundError, Application
@@ -41,14 +39,12 @@ from domain.errors import (
     IdempotencyKeyReused,
     InvalidRequest,
     LedgerError,
-    OutcomeUnknown,
     PendingExpired,
     ServiceUnavailable,
     TransferNotFound,
     TransferNotPending,
     TransferNotPosted,
     TransferRejected,
-    Unavailable,
     VersionMismatch,
 )
 from domain.limits import check_metadata, check_text
@@ -74,14 +70,6 @@ EVENTS_PAGE_SIZE_MAX = 1000
 BACKOFF_SECONDS_MAX = 0.1
 
 
-class TransferQueue(Protocol):
-    """Where ``submit_transfer`` hands a checked request (the group-commit writer)."""
-
-    def submit(self, transfer_id: UUID, request: TransferRequest) -> Future[TransferView]: ...
-
-    def close(self) -> None: ...
-
-
 class Ledger(Application[UUID]):
     """Accounts and transfers. Public methods list the ``LedgerError`` they raise.
 
@@ -101,7 +89,6 @@ class Ledger(Application[UUID]):
         retry_attempts: int = 12,
         retry_backoff_seconds: float = 0.002,
         clock: Callable[[], datetime] | None = None,
-        transfer_timeout_seconds: float = 120.0,
     ) -> None:
         assert snapshot_interval >= 1 and retry_attempts >= 1
         # The library reads the interval from this attribute when it saves; setting it
@@ -110,10 +97,7 @@ class Ledger(Application[UUID]):
         self.retry_attempts = retry_attempts
         self.retry_backoff_seconds = retry_backoff_seconds
         self.clock = clock or (lambda: datetime.now(UTC))
-        self.transfer_timeout_seconds = transfer_timeout_seconds
         self.conflict_retries = 0
-        # None: a submitted transfer runs at once, in the caller's thread.
-        self.transfer_queue: TransferQueue | None = None
         self._worlds_known: set[str] = set()
         super().__init__(env)
 
@@ -123,12 +107,6 @@ class Ledger(Application[UUID]):
         values = {"IS_SNAPSHOTTING_ENABLED": "y"}
         values.update(env or {})
         return Environment(name, values)
-
-    def close(self) -> None:
-        """Commits the queued transfers, then closes the store."""
-        if self.transfer_queue is not None:
-            self.transfer_queue.close()
-        super().close()
 
     def new_id(self) -> UUID:
         return uuid4()
@@ -277,60 +255,21 @@ class Ledger(Application[UUID]):
         BalanceOverflow (recorded as Transfer.Rejected, and raised again on a retry);
         IdempotencyKeyReused; ConcurrencyConflict.
         """
-        future = self.submit_transfer(
-            from_account, to_account, amount, currency, description, metadata, transfer_id,
-            pending=pending, timeout_seconds=timeout_seconds,
-        )  # fmt: skip
-        try:
-            return future.result(self.transfer_timeout_seconds)
-        except FutureTimeout:
-            raise self.gave_up(future) from None
-
-    def submit_transfer(
-        self,
-        from_account: UUID,
-        to_account: UUID,
-        amount: int,
-        currency: str,
-        description: str = "",
-        metadata: Mapping[str, str] | None = None,
-        transfer_id: UUID | None = None,
-        *,
-        pending: bool = False,
-        timeout_seconds: int | None = None,
-    ) -> Future[TransferView]:
-        """``transfer`` without waiting: the future holds the view or the error.
-
-        Malformed input raises here, at once. With a transfer queue the request is
-        handed to it; without one, the transfer runs now in this thread.
-        """
         request = transfer_request(
             from_account, to_account, amount, currency, description, metadata,
             pending=pending, timeout_seconds=timeout_seconds,
         )  # fmt: skip
-        transfer_id = transfer_id or self.new_id()
-        if self.transfer_queue is not None:
-            return self.transfer_queue.submit(transfer_id, request)
-        future: Future[TransferView] = Future()
-        try:
-            future.set_result(self.execute_transfer(transfer_id, request))
-        except LedgerError as error:
-            future.set_exception(error)
-        return future
+        return self.place_transfer(transfer_id or self.new_id(), request)
 
-    def gave_up(self, future: Future[TransferView]) -> Unavailable:
-        """The error for a caller who waited ``transfer_timeout_seconds`` in vain.
+    def place_transfer(self, transfer_id: UUID, request: TransferRequest) -> TransferView:
+        """Where ``transfer`` sends a checked request: here, its own unit of work, now.
 
-        A transfer that had not started is cancelled and will never be written; one
-        that had may be committed or not.
+        A server's Ledger overrides it to hand the request to its writers (infrastructure).
         """
-        waited = f"no answer within {self.transfer_timeout_seconds} s"
-        if future.cancel():
-            return ServiceUnavailable(f"{waited}; nothing was written, retry the same request")
-        return OutcomeUnknown(f"{waited}; retry with the same id or Idempotency-Key")
+        return self.execute_transfer(transfer_id, request)
 
     def execute_transfer(self, transfer_id: UUID, request: TransferRequest) -> TransferView:
-        """One checked transfer as its own unit of work (``transfer`` without a queue)."""
+        """One checked transfer as its own unit of work, retried on conflicts."""
         return self._retrying(lambda first: self._attempt_transfer(transfer_id, request, first))
 
     def transfer_batch(self, items: Sequence[Mapping[str, Any]]) -> list[TransferView]:

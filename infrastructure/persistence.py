@@ -36,9 +36,8 @@ from psycopg import sql
 from psycopg.rows import tuple_row
 
 from domain.errors import OutcomeUnknown
-from domain.ledger import Ledger
 from infrastructure.settings import DatabaseUrl, Settings
-from infrastructure.transfer_threads import TransferThreads
+from infrastructure.transfer_queue import QueuedLedger
 from infrastructure.tuned_ledger import TunedLedger
 
 SQLITE_SYNCHRONOUS_FULL = 2
@@ -332,13 +331,15 @@ def prepare_database(settings: Settings) -> None:
             )
 
 
-def build_ledger(settings: Settings, *, clock: Callable[[], datetime] | None = None) -> Ledger:
+def build_ledger(
+    settings: Settings, *, clock: Callable[[], datetime] | None = None
+) -> QueuedLedger:
     """A Ledger on the store ``settings`` name, tables created, durability checked.
 
     ``clock`` decides when pending transfers expire; tests inject one.
     """
     prepare_database(settings)
-    ledger_class = TunedLedger if settings.group_commit else Ledger
+    ledger_class = TunedLedger if settings.group_commit else QueuedLedger
     with schema_lock(settings):
         ledger = ledger_class(
             ledger_env(settings),
@@ -346,8 +347,6 @@ def build_ledger(settings: Settings, *, clock: Callable[[], datetime] | None = N
             retry_attempts=settings.retry_attempts,
             clock=clock,
         )
-    if ledger.transfer_queue is None:
-        ledger.transfer_queue = TransferThreads(ledger)
     if settings.database.kind == "sqlite":
         check_sqlite_durability(settings.database.path)
     return ledger

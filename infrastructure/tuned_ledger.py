@@ -1,9 +1,10 @@
 """The Ledger with its speed parts: same use cases, same interface, same rules.
 
-``EVENTLEDGER_GROUP_COMMIT`` (default on) chooses this class; off, the plain
-``domain.ledger.Ledger`` runs, and the whole test suite passes in both modes. What
-it adds, each behind a public method of the Ledger:
-- ``transfer_queue``: the group-commit writer (``infrastructure.group_commit``);
+``EVENTLEDGER_GROUP_COMMIT`` (default on) chooses this class; off, the domain's
+Ledger runs as it is (behind ``infrastructure.transfer_queue``'s thread pool), and
+the whole test suite passes in both modes. What it adds, each behind a public
+method of the Ledger:
+- ``start_transfer_queue``: the group-commit writer (``infrastructure.group_commit``);
 - ``save``: one pass over the saved aggregates, snapshots of the state just saved,
   and copies of it in the aggregate cache, all after the commit;
 - ``load_accounts``: for a batch, every account's version in one query;
@@ -24,10 +25,10 @@ from uuid import UUID
 from eventsourcing.persistence import Notification, PersistenceError, Recording, StoredEvent
 
 from domain.account import Account
-from domain.ledger import Ledger
 from domain.transfer import Transfer
 from infrastructure.group_commit import GroupCommitter
 from infrastructure.ids import new_id
+from infrastructure.transfer_queue import QueuedLedger
 
 logger = logging.getLogger(__name__)
 
@@ -44,15 +45,12 @@ class HasMaxVersions(Protocol):
         ...
 
 
-class TunedLedger(Ledger):
-    # The library names the tables after the application: both classes share them.
+class TunedLedger(QueuedLedger):
     name = "Ledger"
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        # Started last: the writer thread uses the store built above.
+    def start_transfer_queue(self) -> GroupCommitter:
         self.group_committer = GroupCommitter(self)
-        self.transfer_queue = self.group_committer
+        return self.group_committer
 
     def new_id(self) -> UUID:
         return new_id()

@@ -27,8 +27,9 @@ from api.schemas import (
     ReverseTransfer,
     TransferOut,
 )
-from domain.ledger import Ledger
 from domain.results import TransferView
+from domain.rules import transfer_request
+from infrastructure.transfer_queue import QueuedLedger
 
 router = APIRouter(prefix="/v1/transfers", tags=["transfers"])
 
@@ -53,16 +54,17 @@ async def create_transfer(
     The busiest route takes the ledger and the metrics from app.state rather than as
     dependencies: each dependency costs FastAPI tens of microseconds per request.
     """
-    ledger: Ledger = request.app.state.ledger
+    ledger: QueuedLedger = request.app.state.ledger
     metrics: Metrics = request.app.state.metrics
     idempotency_key = checked_idempotency_key(idempotency_key)
     transfer_id = request.state.transfer_id = command_id(body.id, idempotency_key)
-    # Queueing does no I/O: the request is checked, then handed over.
-    future = ledger.submit_transfer(
+    checked = transfer_request(
         body.from_account, body.to_account, body.amount, body.currency,
-        body.description, body.metadata, transfer_id,
+        body.description, body.metadata,
         pending=body.pending, timeout_seconds=body.timeout_seconds,
     )  # fmt: skip
+    # Queueing does no I/O: the checked request is handed over.
+    future = ledger.submit_transfer(transfer_id, checked)
     try:
         # asyncio.timeout, not wait_for: wait_for wraps the await in a Task of its own.
         async with asyncio.timeout(ledger.transfer_timeout_seconds):

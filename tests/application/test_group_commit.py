@@ -179,7 +179,7 @@ def test_a_load_failing_mid_group_leaves_no_orphan_for_the_next_group(ledger: Le
 
 
 class TestACallerWhoGivesUp:
-    """``Ledger.gave_up``: what a caller is told when its wait for an answer ran out."""
+    """``QueuedLedger.gave_up``: what a caller is told when its wait for an answer ran out."""
 
     def test_before_its_transfer_started_it_is_cancelled_and_never_written(
         self, ledger: Ledger

@@ -25,6 +25,7 @@ from domain.results import TransferView
 from domain.transfer import TransferRequest
 from infrastructure.group_commit import TransferCommand
 from infrastructure.settings import Settings
+from infrastructure.transfer_queue import QueuedLedger
 from infrastructure.tuned_ledger import TunedLedger
 from infrastructure.views import ViewStore
 from projections.audit import Audit
@@ -42,7 +43,7 @@ RETRIES_MAX = 8
 class Bank:
     """Accounts, every request sent, and the answers that settled each one."""
 
-    ledger: Ledger
+    ledger: QueuedLedger
     faults: Faults
     rng: random.Random
     accounts: dict[str, list[UUID]] = field(default_factory=dict)
