@@ -164,7 +164,6 @@ class GroupCommitter:
         self.group_size_max = group_size_max
         self.committed = CommittedAccounts()
         self.groups_committed = 0
-        self.commands_committed = 0
         self._queue: queue.SimpleQueue[TransferCommand | None] = queue.SimpleQueue()
         self._closing = threading.Event()
         self._thread = threading.Thread(target=self._run, name="group-commit", daemon=True)
@@ -253,7 +252,6 @@ class GroupCommitter:
             positions = {tid: by_event[event] for tid, event in first_events.items()}
             self._answer(group, unit, positions)
             self.groups_committed += 1
-            self.commands_committed += len(group)
             return
         self._fail(group, ConcurrencyConflict(
             f"gave up after {ledger.retry_attempts} attempts: the records kept changing"
