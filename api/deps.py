@@ -25,7 +25,8 @@ from infrastructure.settings import Settings
 IDEMPOTENCY_KEY_LENGTH_MAX = 255
 # Transfer id = uuid5(IDEMPOTENCY_NAMESPACE, Idempotency-Key): clients can compute it.
 IDEMPOTENCY_NAMESPACE = uuid5(NAMESPACE_URL, "eventledger:idempotency-key")
-_ETAG = re.compile(r'^"(\d{1,18})"$')
+# ASCII digits only: ``\d`` would take "٣" (an Arabic-Indic three) as version 3.
+_ETAG = re.compile(r'^"([0-9]{1,18})"$')
 
 
 async def get_ledger(request: Request) -> Ledger:

@@ -8,6 +8,7 @@ one committed batch: a page of balances never mixes the two sides of a transfer.
 from __future__ import annotations
 
 import json
+import re
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -255,17 +256,25 @@ def _check_limit(limit: int) -> None:
         raise InvalidRequest(f"limit must be 1..{PAGE_SIZE_MAX}")
 
 
+_POSITION_CURSOR = re.compile("[0-9]{1,19}")
+_ID_CURSOR = re.compile("[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+POSITION_CURSOR_MAX = 2**63 - 1
+
+
 def _parse_id_cursor(cursor: str) -> UUID:
-    try:
-        return UUID(cursor)
-    except ValueError:
-        raise InvalidRequest("cursor must be the next_cursor of a previous page") from None
+    """Only the form a page sends: ``UUID()`` alone would take full-width digits."""
+    if _ID_CURSOR.fullmatch(cursor) is None:
+        raise InvalidRequest("cursor must be the next_cursor of a previous page")
+    return UUID(cursor)
 
 
 def _parse_position_cursor(cursor: str | None) -> int:
+    """Parses, rather than checks then converts: ``str.isdigit`` accepts "²", which
+    ``int`` refuses, and 19 digits can pass 2**63 - 1, which SQLite cannot bind."""
     if cursor is None:
         return 0
-    if not cursor.isdigit() or len(cursor) > 19:
+    match = _POSITION_CURSOR.fullmatch(cursor)
+    if match is None or int(cursor) > POSITION_CURSOR_MAX:
         raise InvalidRequest("cursor must be the next_cursor of a previous page")
     return int(cursor)
 
