@@ -111,6 +111,24 @@ def require_scope(scope: str) -> Callable[..., Awaitable[KeyRecord | None]]:
     return check
 
 
+def granted(scope: str) -> Callable[..., Awaitable[bool]]:
+    """A dependency that says whether the caller holds ``scope``, refusing nothing:
+    for open routes that show more to a caller with a key. A rate limit still holds."""
+    required = require_scope(scope)
+
+    async def check(request: Request, credentials: BearerDep) -> bool:
+        try:
+            await required(request, credentials)
+        except Problem as problem:
+            if problem.status == 429:
+                raise
+            return False
+        return True
+
+    check.__name__ = f"holds_{scope}_scope"
+    return check
+
+
 ReadAccess = Depends(require_scope("read"))
 WriteAccess = Depends(require_scope("write"))
 AuditAccess = Depends(require_scope("audit"))

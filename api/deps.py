@@ -53,23 +53,36 @@ IdempotencyKeyHeader = Annotated[
 ]
 
 
-def checked_idempotency_key(idempotency_key: str | None) -> str | None:
+def refuse_repeated_header(request: Request, name: str) -> None:
+    """Two headers of a kind we read once are refused, as duplicate JSON keys are:
+    a framework keeps the first, a proxy or a log may keep the last, and the two
+    readers would disagree on which request this was."""
+    if len(request.headers.getlist(name)) > 1:
+        raise Problem(422, "validation_error", f"send the {name} header once")
+
+
+def checked_idempotency_key(request: Request, idempotency_key: str | None) -> str | None:
+    refuse_repeated_header(request, "Idempotency-Key")
     if idempotency_key is not None and not idempotency_key.strip():
         raise Problem(422, "validation_error", "Idempotency-Key must not be blank")
     return idempotency_key
 
 
-async def get_idempotency_key(idempotency_key: IdempotencyKeyHeader = None) -> str | None:
-    return checked_idempotency_key(idempotency_key)
+async def get_idempotency_key(
+    request: Request, idempotency_key: IdempotencyKeyHeader = None
+) -> str | None:
+    return checked_idempotency_key(request, idempotency_key)
 
 
 async def get_expected_version(
+    request: Request,
     if_match: Annotated[
         str | None,
         Header(max_length=40, description='The ETag of the version you read, like "3".'),
     ] = None,
 ) -> int | None:
     """``If-Match: "<version>"`` -> the version; ``*`` or no header -> None (any)."""
+    refuse_repeated_header(request, "If-Match")
     if if_match is None or if_match.strip() == "*":
         return None
     match = _ETAG.fullmatch(if_match.strip())

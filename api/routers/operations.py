@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from typing import Annotated
+
 from eventsourcing.persistence import PersistenceError
-from fastapi import APIRouter, Response
+from fastapi import APIRouter, Depends, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from api.auth import granted
 from api.deps import LedgerDep, MetricsDep, SettingsDep
 from api.errors import Problem, problem_responses
 from api.schemas import Health
@@ -26,7 +29,11 @@ def healthz() -> Health:
     responses=problem_responses(503),
     summary="The event store answers",
 )
-def readyz(ledger: LedgerDep, settings: SettingsDep) -> Health:
+def readyz(
+    ledger: LedgerDep, settings: SettingsDep, may_read: Annotated[bool, Depends(granted("read"))]
+) -> Health:
+    """Ready when the event store answers. The log position (how much business the
+    ledger has done) only for a caller who may read: a scraper needs no key for this."""
     try:
         position = ledger.head_position()
     except PersistenceError as error:
@@ -36,7 +43,7 @@ def readyz(ledger: LedgerDep, settings: SettingsDep) -> Health:
             f"the event store does not answer: {type(error).__name__}",
             headers={"Retry-After": str(settings.store_busy_retry_after_seconds)},
         ) from None
-    return Health(status="ready", position=position)
+    return Health(status="ready", position=position if may_read else None)
 
 
 @router.get(

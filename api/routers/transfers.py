@@ -56,7 +56,7 @@ async def create_transfer(
     """
     ledger: QueuedLedger = request.app.state.ledger
     metrics: Metrics = request.app.state.metrics
-    idempotency_key = checked_idempotency_key(idempotency_key)
+    idempotency_key = checked_idempotency_key(request, idempotency_key)
     transfer_id = request.state.transfer_id = command_id(body.id, idempotency_key)
     checked = transfer_request(
         body.from_account, body.to_account, body.amount, body.currency,

@@ -28,6 +28,11 @@ def bearer(key: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {key}"}
 
 
+def wait_for_keys_to_take_effect(client: TestClient) -> None:
+    """The open-mode answer is cached for a second; ask the store again now."""
+    client.app.state.active_keys.refresh()  # type: ignore[attr-defined]
+
+
 @pytest.fixture
 def secured(fresh_settings: Settings) -> Iterator[TestClient]:
     with TestClient(create_app(fresh_settings)) as client:
@@ -86,6 +91,21 @@ class TestKeys:
         create_key(keystore_of(secured), ["admin"])
         for path in ("/healthz", "/readyz", "/metrics", "/openapi.json"):
             assert secured.get(path).status_code == 200, path
+
+    def test_readyz_shows_the_log_position_only_to_a_caller_who_may_read(
+        self, secured: TestClient
+    ) -> None:
+        secured.post("/v1/accounts", json={"currency": "USD"})  # open mode: position 1+
+        assert secured.get("/readyz").json()["position"] >= 1
+        reader, _ = create_key(keystore_of(secured), ["read"])
+        writer, _ = create_key(keystore_of(secured), ["write"])
+        wait_for_keys_to_take_effect(secured)
+        assert secured.get("/readyz").json() == {"status": "ready", "position": None}
+        for key in (writer, "elk_" + "0" * 16 + "_" + "0" * 64, "not-a-key"):
+            answer = secured.get("/readyz", headers=bearer(key))
+            assert answer.status_code == 200, key
+            assert answer.json()["position"] is None, key
+        assert secured.get("/readyz", headers=bearer(reader)).json()["position"] >= 1
 
 
 class TestOpenMode:

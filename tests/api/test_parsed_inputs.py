@@ -86,7 +86,9 @@ class TestETags:
         self, client: TestClient, etag: str
     ) -> None:
         account = open_account(client)
-        response = client.post(f"/v1/accounts/{account}/freeze", headers={"If-Match": etag.encode()})
+        response = client.post(
+            f"/v1/accounts/{account}/freeze", headers={"If-Match": etag.encode()}
+        )
         assert_problem(response, 422, "validation_error")
         assert client.get(f"/v1/accounts/{account}").json()["status"] == "open"
 
@@ -128,3 +130,39 @@ class TestIdsOfTheOtherKind:
         response = transfer(client, alice, bob, 10, id=bob)
         assert_problem(response, 422, "idempotency_key_reused")
         assert (balance(client, alice), balance(client, bob)) == (100, 0)
+
+
+class TestRepeatedHeaders:
+    """Two headers of a kind read once are refused, as duplicate JSON keys are."""
+
+    def test_two_idempotency_keys_on_a_transfer_are_refused(self, client: TestClient) -> None:
+        alice, bob = funded_account(client, 100), open_account(client)
+        body = {"from_account": alice, "to_account": bob, "amount": 10, "currency": "USD"}
+        headers = [
+            ("Idempotency-Key", f"first-{uuid4()}"),
+            ("Idempotency-Key", f"second-{uuid4()}"),
+        ]
+        response = client.post("/v1/transfers", json=body, headers=headers)
+        assert_problem(response, 422, "validation_error")
+        assert (balance(client, alice), balance(client, bob)) == (100, 0)
+
+    @pytest.mark.parametrize("path", ["/v1/accounts", "deposits", "reverse"])
+    def test_two_idempotency_keys_are_refused_on_every_route_that_takes_one(
+        self, client: TestClient, path: str
+    ) -> None:
+        alice, bob = funded_account(client, 100), open_account(client)
+        url = {
+            "/v1/accounts": "/v1/accounts",
+            "deposits": f"/v1/accounts/{alice}/deposits",
+            "reverse": f"/v1/transfers/{transfer(client, alice, bob, 1).json()['id']}/reverse",
+        }[path]
+        body = {"/v1/accounts": {"currency": "USD"}, "deposits": {"amount": 1}}.get(path, {})
+        headers = [("Idempotency-Key", "one"), ("Idempotency-Key", "two")]
+        assert_problem(client.post(url, json=body, headers=headers), 422, "validation_error")
+
+    def test_two_if_match_headers_are_refused(self, client: TestClient) -> None:
+        account = open_account(client)
+        headers = [("If-Match", '"1"'), ("If-Match", '"1"')]
+        response = client.post(f"/v1/accounts/{account}/freeze", headers=headers)
+        assert_problem(response, 422, "validation_error")
+        assert client.get(f"/v1/accounts/{account}").json()["status"] == "open"
