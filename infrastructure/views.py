@@ -27,6 +27,7 @@ import psycopg
 from psycopg import sql
 from psycopg_pool import ConnectionPool
 
+from infrastructure.private_text import PrivateText
 from infrastructure.settings import DatabaseUrl, Settings, parse_database_url
 
 TRACKING_TABLE = "projection_tracking"
@@ -99,9 +100,10 @@ class Dialect:
 class ViewTransaction:
     """One open transaction on the views: execute SQL, move tracking positions."""
 
-    def __init__(self, dialect: Dialect, cursor: Any) -> None:
+    def __init__(self, dialect: Dialect, cursor: Any, private: PrivateText) -> None:
         self.dialect = dialect
         self.cursor = cursor
+        self.private = private
 
     def execute(self, text: str, params: Sequence[Any] = (), **tables: str) -> Any:
         return self.cursor.execute(self.dialect.sql(text, **tables), params)
@@ -186,7 +188,8 @@ class ViewStore:
     reads use short-lived SQLite connections or a small PostgreSQL pool.
     """
 
-    def __init__(self, database: DatabaseUrl) -> None:
+    def __init__(self, database: DatabaseUrl, private: PrivateText | None = None) -> None:
+        self.private = private or PrivateText(None)
         self._temporary_directory: str | None = None
         if database.kind == "memory":
             self._temporary_directory = tempfile.mkdtemp(prefix="eventledger-views-")
@@ -216,7 +219,11 @@ class ViewStore:
 
     @classmethod
     def from_settings(cls, settings: Settings) -> ViewStore:
-        return cls(views_database(settings))
+        key = settings.cipher_key
+        return cls(
+            views_database(settings),
+            PrivateText(None if key is None else key.get_secret_value()),
+        )
 
     def __repr__(self) -> str:
         return f"ViewStore({self.database!r})"
@@ -275,7 +282,7 @@ class ViewStore:
                 self._drop_writer()
                 raise
             try:
-                yield ViewTransaction(self.dialect, cursor)
+                yield ViewTransaction(self.dialect, cursor, self.private)
             except BaseException:
                 self._rollback(connection)
                 raise
@@ -309,13 +316,13 @@ class ViewStore:
             connection = self._connect_sqlite()
             try:
                 connection.execute("BEGIN")
-                yield ViewTransaction(self.dialect, connection.cursor())
+                yield ViewTransaction(self.dialect, connection.cursor(), self.private)
                 connection.execute("COMMIT")
             finally:
                 connection.close()
             return
         with self._postgres_read_pool().connection() as pg_connection:
-            yield ViewTransaction(self.dialect, pg_connection.cursor())
+            yield ViewTransaction(self.dialect, pg_connection.cursor(), self.private)
 
     def _postgres_read_pool(self) -> ConnectionPool:
         if self._read_pool is None:

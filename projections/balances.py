@@ -11,6 +11,7 @@ from typing import Any
 
 import orjson
 
+from infrastructure.private_text import PrivateText
 from infrastructure.views import ViewTransaction
 from projections.base import Positioned, view_text
 
@@ -64,10 +65,10 @@ class Balances:
         rows = self._load(tx, table, {e.originator_id for e in accounts})
         for positioned in accounts:
             if positioned.kind == "Account.Opened":
-                rows[positioned.originator_id] = _opened(positioned)
+                rows[positioned.originator_id] = _opened(positioned, tx.private)
             row = rows.get(positioned.originator_id)
             assert row is not None, f"account {positioned.originator_id} has no Opened event"
-            _apply(row, positioned)
+            _apply(row, positioned, tx.private)
         written = []
         for row in rows.values():
             row["available_balance"] = row["balance"] - row["pending_debits"]
@@ -94,16 +95,16 @@ class Balances:
         return rows
 
 
-def _metadata(metadata: dict[str, str]) -> str:
-    return orjson.dumps(metadata, option=orjson.OPT_SORT_KEYS).decode()
+def _metadata(metadata: dict[str, str], private: PrivateText) -> str:
+    return private.seal(orjson.dumps(metadata, option=orjson.OPT_SORT_KEYS).decode())
 
 
-def _opened(positioned: Positioned) -> dict[str, Any]:
+def _opened(positioned: Positioned, private: PrivateText) -> dict[str, Any]:
     data = positioned.data
     return {
         "account_id": positioned.originator_id,
         "currency": data["currency"],
-        "name": view_text(data["name"]),
+        "name": private.seal(view_text(data["name"])),
         "status": "open",
         "is_world": int(data["is_world"]),
         "balance": 0,
@@ -111,12 +112,12 @@ def _opened(positioned: Positioned) -> dict[str, Any]:
         "pending_debits": 0,
         "pending_credits": 0,
         "overdraft_limit": data["overdraft_limit"],
-        "metadata": _metadata(data["metadata"]),
+        "metadata": _metadata(data["metadata"], private),
         "created_at": data["timestamp"],
     }
 
 
-def _apply(row: dict[str, Any], positioned: Positioned) -> None:
+def _apply(row: dict[str, Any], positioned: Positioned, private: PrivateText) -> None:
     kind, data = positioned.kind, positioned.data
     if kind in ("Account.Credited", "Account.Debited"):
         row["balance"] = data["balance_after"]
@@ -130,8 +131,8 @@ def _apply(row: dict[str, Any], positioned: Positioned) -> None:
     elif kind in _STATUS_BY_KIND:
         row["status"] = _STATUS_BY_KIND[kind]
     elif kind == "Account.MetadataUpdated":
-        row["name"] = view_text(data["name"])
-        row["metadata"] = _metadata(data["metadata"])
+        row["name"] = private.seal(view_text(data["name"]))
+        row["metadata"] = _metadata(data["metadata"], private)
     elif kind == "Account.OverdraftLimitChanged":
         row["overdraft_limit"] = data["overdraft_limit"]
     row["version"] = positioned.originator_version

@@ -160,7 +160,8 @@ class TransferFacts:
         for positioned in events:
             kind, data = positioned.kind, positioned.data
             if kind in ("Transfer.Posted", "Transfer.Pending", "Transfer.Rejected"):
-                facts = (data["currency"], view_text(data["description"]))
+                description = tx.private.seal(view_text(data["description"]))
+                facts = (data["currency"], description)
                 self.facts[positioned.originator_id] = facts
                 if kind == "Transfer.Pending":
                     started.append((positioned.originator_id, *facts))

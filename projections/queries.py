@@ -17,7 +17,7 @@ from typing import Any
 from uuid import UUID
 
 from domain.errors import AccountNotFound, InvalidRequest, LedgerError
-from infrastructure.views import ViewStore
+from infrastructure.views import ViewStore, ViewTransaction
 from projections.balances import COLUMNS as BALANCE_COLUMNS
 from projections.base import REBUILD_TRACKING_SUFFIX, create_tables
 from projections.catalog import all_projections
@@ -155,7 +155,7 @@ class ReadModels:
         with self.store.read() as tx:
             position = tx.positions().get("balances", 0)
             rows = tx.fetchall(query, params)
-        accounts = [_account_row(dialect, row) for row in rows[:limit]]
+        accounts = [_account_row(tx, row) for row in rows[:limit]]
         next_cursor = str(accounts[-1].id) if len(rows) > limit else None
         return AccountPage(accounts, next_cursor, position)
 
@@ -188,7 +188,7 @@ class ReadModels:
                 amount=int(row[2]),
                 balance_after=int(row[3]),
                 timestamp=dialect.ts_from(row[4]),
-                description=row[5],
+                description=tx.private.open(row[5]),
             )
             for row in rows[:limit]
         ]
@@ -279,12 +279,13 @@ def _parse_position_cursor(cursor: str | None) -> int:
     return int(cursor)
 
 
-def _account_row(dialect: Any, row: Any) -> AccountRow:
+def _account_row(tx: ViewTransaction, row: Any) -> AccountRow:
+    dialect, private = tx.dialect, tx.private
     values = dict(zip(BALANCE_COLUMNS, row, strict=True))
     return AccountRow(
         id=dialect.id_from(values["account_id"]),
         currency=values["currency"],
-        name=values["name"],
+        name=private.open(values["name"]),
         status=values["status"],
         is_world=bool(values["is_world"]),
         balance=int(values["balance"]),
@@ -292,7 +293,7 @@ def _account_row(dialect: Any, row: Any) -> AccountRow:
         pending_debits=int(values["pending_debits"]),
         pending_credits=int(values["pending_credits"]),
         overdraft_limit=int(values["overdraft_limit"]),
-        metadata=json.loads(values["metadata"]),
+        metadata=json.loads(private.open(values["metadata"])),
         version=int(values["version"]),
         created_at=dialect.ts_from(values["created_at"]),
         updated_at=dialect.ts_from(values["updated_at"]),
