@@ -3,7 +3,7 @@
 With ``EVENTLEDGER_CIPHER_KEY`` set, the event store encrypts every event, but the
 views are plain tables: account names, account metadata and transfer descriptions
 would sit there in clear. ``PrivateText`` seals those values with the same key and the
-same cipher as the events (the library's AES-GCM from `cryptography`: a random nonce per value, and a tag
+same cipher as the events (the library's AES-GCM: a random nonce per value, and a tag
 that fails on any change), stored as ``aes:<base64>``. Amounts, balances, currencies,
 ids, statuses and times stay in clear: the views exist to sort, sum and page on them.
 
