@@ -20,17 +20,25 @@ test: $(STAMP)
 
 # The fault tests for minutes: the HTTP bank workloads (SOAK_SECONDS each), the SQLite
 # crash loop (SOAK_KILLS kills), the PostgreSQL crash (SOAK_PG_RESTARTS crashes) and
-# the seeded simulation (SOAK_SIM_SEEDS seeds per store and commit mode).
+# the seeded simulation (SOAK_SIM_SEEDS seeds per store and commit mode), and
+# schemathesis over the whole OpenAPI document (SOAK_FUZZ_EXAMPLES per operation, then
+# SOAK_FUZZ_SEQUENCES stateful sequences of up to SOAK_FUZZ_STEPS calls along its links).
 SOAK_SECONDS ?= 300
 SOAK_KILLS ?= 1000
 SOAK_PG_RESTARTS ?= 20
 SOAK_SIM_SEEDS ?= 200
+SOAK_FUZZ_EXAMPLES ?= 300
+SOAK_FUZZ_SEQUENCES ?= 300
+SOAK_FUZZ_STEPS ?= 20
 soak: $(STAMP)
 	HTTP_BANK_SECONDS=$(SOAK_SECONDS) CRASH_LOOP_KILLS=$(SOAK_KILLS) \
 	PG_RESTART_ROUNDS=$(SOAK_PG_RESTARTS) SIM_SEEDS=$(SOAK_SIM_SEEDS) \
+	FUZZ_EXAMPLES=$(SOAK_FUZZ_EXAMPLES) FUZZ_STATEFUL_EXAMPLES=$(SOAK_FUZZ_SEQUENCES) \
+	FUZZ_STATEFUL_STEPS=$(SOAK_FUZZ_STEPS) \
 	  $(BIN)/python -m pytest -q -s \
 	  tests/reliability/test_http_bank.py tests/reliability/test_crash_loop.py \
-	  tests/reliability/test_postgres_restart.py tests/reliability/test_simulation.py
+	  tests/reliability/test_postgres_restart.py tests/reliability/test_simulation.py \
+	  tests/api/test_fuzz.py
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/run_all.py

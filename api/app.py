@@ -28,6 +28,7 @@ from api.header_limit import HeaderSizeLimit
 from api.logs import QUEUED_LOGGERS, queued_handlers
 from api.metrics import Metrics
 from api.middleware import BodySizeLimit, RequestMetrics
+from api.openapi_links import document_links
 from api.openapi_replays import document_replays
 from api.ratelimit import build_rate_limiter
 from api.routers import accounts, audit, operations, read_models, transfers
@@ -98,7 +99,7 @@ def create_app(settings: Settings, *, clock: Callable[[], datetime] | None = Non
     original_openapi = app.openapi
 
     def openapi() -> dict[str, Any]:
-        return document_replays(move_problems_to_problem_json(original_openapi()))
+        return document_links(document_replays(move_problems_to_problem_json(original_openapi())))
 
     app.openapi = openapi  # type: ignore[method-assign]
     return app

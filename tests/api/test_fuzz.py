@@ -4,8 +4,9 @@ Method: schemathesis loads ``/openapi.json`` from the in-process ASGI app (lifes
 running, on a SQLite file in ``tmp_path``, open mode: no keys) and generates requests
 for every operation, valid and invalid (its explicit examples, then generated
 cases), then runs its stateful phase: a state machine that chains
-operations through the links it infers from the schema and responses (open an
-account, then deposit to it, read it, freeze it...). Hypothesis is derandomized (a
+operations through the document's links (``api/openapi_links.py``: open an
+account, then deposit to it, read it, freeze it...; create a transfer, then post,
+void or reverse it). Hypothesis is derandomized (a
 fixed seed) and the number of examples and steps is bounded, so a run is repeatable
 and takes well under a minute.
 
@@ -18,6 +19,7 @@ reasons (unknown account, insufficient funds), documented as 404 and 422.
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -44,9 +46,11 @@ CHECKS = [
     content_type_conformance,
     response_schema_conformance,
 ]
-EXAMPLES_PER_OPERATION = 20
-STATEFUL_EXAMPLES = 30
-STATEFUL_STEPS = 12
+# ``make test`` runs the short sizes; ``make soak`` sets the long ones (FUZZ_EXAMPLES,
+# FUZZ_STATEFUL_EXAMPLES, FUZZ_STATEFUL_STEPS) and reports what ran.
+EXAMPLES_PER_OPERATION = int(os.environ.get("FUZZ_EXAMPLES", "20"))
+STATEFUL_EXAMPLES = int(os.environ.get("FUZZ_STATEFUL_EXAMPLES", "30"))
+STATEFUL_STEPS = int(os.environ.get("FUZZ_STATEFUL_STEPS", "12"))
 FUZZ_SETTINGS: dict[str, Any] = {
     "derandomize": True,
     "deadline": None,
@@ -126,3 +130,25 @@ def test_a_min_position_past_the_head_is_422_at_once(tmp_path: Path) -> None:
             assert_problem(ahead, 422, "validation_error")
             assert time.perf_counter() - started < 1.0
             assert client.get(url, params={"min_position": head}).status_code == 200
+
+
+def test_the_document_links_each_created_id_to_the_operations_that_take_it() -> None:
+    """The stateful phase follows these links; without them it guesses ids."""
+    paths = APP.openapi()["paths"]
+    transfer_links = paths["/v1/transfers"]["post"]["responses"]["201"]["links"]
+    targets = {link["operationId"] for link in transfer_links.values()}
+    taking_a_transfer = {
+        operation["operationId"]
+        for path, item in paths.items()
+        if "{transfer_id}" in path
+        for operation in item.values()
+    }
+    assert targets == taking_a_transfer and len(targets) == 4
+    account_links = paths["/v1/accounts"]["post"]["responses"]["201"]["links"]
+    assert len(account_links) == 10
+    assert all(
+        link["parameters"] == {"account_id": "$response.body#/id"}
+        for link in account_links.values()
+    )
+    deposit = paths["/v1/accounts/{account_id}/deposits"]["post"]["responses"]
+    assert deposit["200"]["links"].keys() == transfer_links.keys()  # replays link too
