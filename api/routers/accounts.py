@@ -22,6 +22,7 @@ from api.deps import (
     command_id,
 )
 from api.errors import READ_PROBLEMS, WRITE_PROBLEMS, Problem, problem_responses
+from api.paging import PAGE_SIZE_DEFAULT, CursorQuery, limit_query
 from api.schemas import (
     AccountEventsPage,
     AccountOut,
@@ -33,6 +34,7 @@ from api.schemas import (
 )
 from domain.ledger import EVENTS_PAGE_SIZE_MAX
 from domain.results import AccountView, BalanceAt, TransferView
+from projections.queries import parse_position_cursor
 
 router = APIRouter(prefix="/v1/accounts", tags=["accounts"])
 
@@ -170,13 +172,16 @@ _money_route("withdrawals", "withdraw", "Move money out to the world account")
 def account_events(
     account_id: UUID,
     ledger: LedgerDep,
-    after_version: Annotated[int, Query(ge=0, le=VERSION_MAX)] = 0,
-    limit: Annotated[int, Query(ge=1, le=EVENTS_PAGE_SIZE_MAX)] = 100,
+    cursor: CursorQuery = None,
+    limit: Annotated[int, limit_query(EVENTS_PAGE_SIZE_MAX)] = PAGE_SIZE_DEFAULT,
 ) -> AccountEventsPage:
+    after_version = parse_position_cursor(cursor)
     events = ledger.account_events(account_id, after_version, limit)
-    next_after_version = events[-1].version if len(events) == limit else None
+    # A full page may be the last: one event more tells, so the last page says null.
+    more = len(events) == limit and ledger.account_events(account_id, events[-1].version, 1)
+    next_cursor = str(events[-1].version) if more else None
     return AccountEventsPage.model_validate(
-        {"items": events, "next_after_version": next_after_version}, from_attributes=True
+        {"items": events, "next_cursor": next_cursor}, from_attributes=True
     )
 
 
