@@ -23,6 +23,7 @@ from anyio import to_thread
 from fastapi import APIRouter, FastAPI
 
 from api.auth import ActiveKeys, may_run_open
+from api.docs_ui import install_docs
 from api.errors import install_error_handlers, move_problems_to_problem_json
 from api.header_limit import HeaderSizeLimit
 from api.logs import QUEUED_LOGGERS, queued_handlers
@@ -77,7 +78,11 @@ def create_app(settings: Settings, *, clock: Callable[[], datetime] | None = Non
         version="1",
         description=DESCRIPTION,
         lifespan=lifespan,
+        # Served from the package instead (api/docs_ui.py): these load from a CDN.
+        docs_url=None,
+        redoc_url=None,
     )
+    install_docs(app)
     app.state.settings = settings
     app.state.clock = clock
     app.state.metrics = metrics = Metrics()
