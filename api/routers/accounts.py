@@ -21,7 +21,7 @@ from api.deps import (
     answer_transfer,
     command_id,
 )
-from api.errors import READ_PROBLEMS, WRITE_PROBLEMS, Problem, problem_responses
+from api.errors import Problem
 from api.paging import PAGE_SIZE_DEFAULT, CursorQuery, limit_query
 from api.schemas import (
     AccountEventsPage,
@@ -46,7 +46,6 @@ VERSION_MAX = 2**62
     status_code=201,
     response_model=AccountOut,
     dependencies=[WriteAccess],
-    responses=problem_responses(*WRITE_PROBLEMS),
     summary="Open an account",
 )
 def open_account(
@@ -67,7 +66,6 @@ def open_account(
     "/{account_id}",
     response_model=AccountOut,
     dependencies=[ReadAccess],
-    responses=problem_responses(*READ_PROBLEMS),
     summary="Current state, replayed from the event store",
 )
 def get_account(account_id: UUID, response: Response, ledger: LedgerDep) -> AccountView:
@@ -78,7 +76,6 @@ def get_account(account_id: UUID, response: Response, ledger: LedgerDep) -> Acco
     "/{account_id}",
     response_model=AccountOut,
     dependencies=[WriteAccess],
-    responses=problem_responses(*WRITE_PROBLEMS, 412),
     summary="Change name and/or metadata, or the overdraft limit",
 )
 def update_account(
@@ -108,7 +105,6 @@ def _lifecycle_route(name: str, summary: str) -> None:
         f"/{{account_id}}/{name}",
         response_model=AccountOut,
         dependencies=[WriteAccess],
-        responses=problem_responses(*WRITE_PROBLEMS, 412),
         summary=summary,
         name=f"{name}_account",
     )
@@ -139,7 +135,6 @@ def _money_route(path: str, name: str, summary: str) -> None:
         status_code=201,
         response_model=TransferOut,
         dependencies=[WriteAccess],
-        responses=problem_responses(*WRITE_PROBLEMS),
         summary=summary,
         name=name,
     )
@@ -166,7 +161,6 @@ _money_route("withdrawals", "withdraw", "Move money out to the world account")
     "/{account_id}/events",
     response_model=AccountEventsPage,
     dependencies=[ReadAccess],
-    responses=problem_responses(*READ_PROBLEMS),
     summary="Raw stored events of the account, oldest first",
 )
 def account_events(
@@ -189,7 +183,6 @@ def account_events(
     "/{account_id}/balance",
     response_model=BalanceOut,
     dependencies=[ReadAccess],
-    responses=problem_responses(*READ_PROBLEMS),
     summary="Balance at a point in time (?at=RFC 3339) or at a version (?version=N)",
 )
 def balance_at(

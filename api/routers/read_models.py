@@ -18,7 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from api.auth import ReadAccess
 from api.deps import SettingsDep
-from api.errors import READ_PROBLEMS, Problem, problem_responses
+from api.errors import Problem
 from api.paging import NEXT_CURSOR_DESCRIPTION, PAGE_SIZE_DEFAULT, CursorQuery, limit_query
 from infrastructure.settings import Settings
 from projections.queries import PAGE_SIZE_MAX, ReadModels, ViewBehind
@@ -129,7 +129,6 @@ def wait_for_views(
     "/v1/accounts",
     response_model=AccountListOut,
     dependencies=[ReadAccess],
-    responses=problem_responses(*READ_PROBLEMS),
     summary="List accounts from the balances view, by id, with cursor pagination",
 )
 def list_accounts(
@@ -150,7 +149,6 @@ def list_accounts(
     "/v1/accounts/{account_id}/statement",
     response_model=StatementOut,
     dependencies=[ReadAccess],
-    responses=problem_responses(*READ_PROBLEMS),
     summary="Postings of an account with the balance after each, oldest first",
 )
 def account_statement(
@@ -169,7 +167,6 @@ def account_statement(
     "/v1/projections",
     response_model=ProjectionsOut,
     dependencies=[ReadAccess],
-    responses=problem_responses(*READ_PROBLEMS),
     summary="Each view's position, the log head and the lag between them",
 )
 def projections_status(

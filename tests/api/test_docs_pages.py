@@ -62,9 +62,7 @@ def client() -> Iterator[TestClient]:
 
 @pytest.mark.parametrize("page", PAGES)
 class TestDocsPages:
-    def test_every_asset_the_page_loads_is_served_here(
-        self, client: TestClient, page: str
-    ) -> None:
+    def test_every_asset_the_page_loads_is_served_here(self, client: TestClient, page: str) -> None:
         response = client.get(page)
         assert response.status_code == 200
         assert response.headers["content-type"].startswith("text/html")
