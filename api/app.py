@@ -11,6 +11,7 @@ starts after the followers and stops before them.
 
 from __future__ import annotations
 
+import copy
 import logging
 import threading
 from collections.abc import AsyncIterator, Callable
@@ -23,12 +24,14 @@ from anyio import to_thread
 from fastapi import APIRouter, FastAPI
 
 from api.auth import ActiveKeys, may_run_open
-from api.errors import install_error_handlers, move_problems_to_problem_json
+from api.docs_ui import install_docs
+from api.errors import install_error_handlers
 from api.header_limit import HeaderSizeLimit
 from api.logs import QUEUED_LOGGERS, queued_handlers
 from api.metrics import Metrics
 from api.middleware import BodySizeLimit, RequestMetrics
 from api.openapi_links import document_links
+from api.openapi_problems import document_problems
 from api.openapi_replays import document_replays
 from api.ratelimit import build_rate_limiter
 from api.routers import accounts, audit, operations, read_models, transfers
@@ -77,7 +80,11 @@ def create_app(settings: Settings, *, clock: Callable[[], datetime] | None = Non
         version="1",
         description=DESCRIPTION,
         lifespan=lifespan,
+        # Served from the package instead (api/docs_ui.py): these load from a CDN.
+        docs_url=None,
+        redoc_url=None,
     )
+    install_docs(app)
     app.state.settings = settings
     app.state.clock = clock
     app.state.metrics = metrics = Metrics()
@@ -99,7 +106,10 @@ def create_app(settings: Settings, *, clock: Callable[[], datetime] | None = Non
     original_openapi = app.openapi
 
     def openapi() -> dict[str, Any]:
-        return document_links(document_replays(move_problems_to_problem_json(original_openapi())))
+        # A copy: FastAPI caches the document, and a caller (schemathesis) may change
+        # what it is given.
+        document = copy.deepcopy(original_openapi())
+        return document_links(document_replays(document_problems(document)))
 
     app.openapi = openapi  # type: ignore[method-assign]
     return app

@@ -155,7 +155,7 @@ def accounts_list(
 def render_account_page(page: Any) -> None:
     table = Table("id", "name", "currency", "status", "balance", "available")
     table.columns[0].min_width = 36  # whole ids, so they can be copied
-    for row in page.accounts:
+    for row in page.items:
         table.add_row(
             str(row.id), row.name, row.currency, row.status, str(row.balance),
             str(row.available_balance),

@@ -191,47 +191,12 @@ class ProblemDetails(BaseModel):
     code: str = Field(description="stable machine-readable error code")
 
 
-def move_problems_to_problem_json(openapi: dict[str, Any]) -> dict[str, Any]:
-    """Lists error responses under ``application/problem+json``, where they are sent,
-    and documents the 413 of the body limit on every operation that takes a body."""
-    for path_item in openapi.get("paths", {}).values():
-        for operation in path_item.values():
-            responses = operation.setdefault("responses", {})
-            if "requestBody" in operation and "413" not in responses:
-                responses["413"] = {
-                    "description": HTTP_PROBLEMS[413].title,
-                    "content": {"application/json": {"schema": {"$ref": PROBLEM_SCHEMA_REFERENCE}}},
-                }
-            for status, response in responses.items():
-                content = response.get("content", {})
-                if str(status)[0] in "45" and "application/json" in content:
-                    content[PROBLEM_MEDIA_TYPE] = content.pop("application/json")
-    return openapi
-
-
 def problem_for(error_class: type[LedgerError]) -> ProblemKind:
     """The row of ``LEDGER_PROBLEMS`` of this class or of its nearest named base."""
     for base in error_class.__mro__:
         if base in LEDGER_PROBLEMS:
             return LEDGER_PROBLEMS[base]
     raise AssertionError(f"{error_class.__name__} is not a LedgerError")
-
-
-# What routes can answer besides their own errors: auth, input, the store's health.
-READ_PROBLEMS = (401, 403, 404, 422, 429, 503)
-WRITE_PROBLEMS = (401, 403, 404, 409, 413, 422, 429, 503)
-
-
-def problem_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
-    """OpenAPI ``responses=`` entries naming the problem documents a route answers."""
-    documented = (*statuses, 500)
-    return {
-        status: {
-            "model": ProblemDetails,
-            "description": HTTP_PROBLEMS[status].title if status in HTTP_PROBLEMS else "Problem",
-        }
-        for status in sorted(set(documented))
-    }
 
 
 def problem_response(

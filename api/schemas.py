@@ -13,6 +13,7 @@ from uuid import UUID
 
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, StringConstraints
 
+from api.paging import NEXT_CURSOR_DESCRIPTION
 from domain.ledger import BATCH_SIZE_MAX
 from domain.limits import (
     METADATA_KEY_LENGTH_MAX,
@@ -178,9 +179,7 @@ class AccountEventOut(ResponseBody):
 
 class AccountEventsPage(BaseModel):
     items: list[AccountEventOut]
-    next_after_version: int | None = Field(
-        None, description="pass as after_version for the next page; null at the end"
-    )
+    next_cursor: str | None = Field(description=NEXT_CURSOR_DESCRIPTION)
 
 
 class BalanceOut(ResponseBody):

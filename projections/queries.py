@@ -62,7 +62,7 @@ class AccountRow:
 
 @dataclass(frozen=True)
 class AccountPage:
-    accounts: list[AccountRow]
+    items: list[AccountRow]
     next_cursor: str | None
     position: int  # the balances view's position when it was read
 
@@ -81,7 +81,7 @@ class Posting:
 class Statement:
     account_id: UUID
     currency: str
-    postings: list[Posting]
+    items: list[Posting]
     next_cursor: str | None
     position: int
 
@@ -165,7 +165,7 @@ class ReadModels:
         Raises InvalidRequest, AccountNotFound (not in the balances view).
         """
         _check_limit(limit)
-        after = _parse_position_cursor(cursor)
+        after = parse_position_cursor(cursor)
         dialect = self.store.dialect
         with self.store.read() as tx:
             position = tx.positions().get("statements", 0)
@@ -268,9 +268,11 @@ def _parse_id_cursor(cursor: str) -> UUID:
     return UUID(cursor)
 
 
-def _parse_position_cursor(cursor: str | None) -> int:
-    """Parses, rather than checks then converts: ``str.isdigit`` accepts "²", which
-    ``int`` refuses, and 19 digits can pass 2**63 - 1, which SQLite cannot bind."""
+def parse_position_cursor(cursor: str | None) -> int:
+    """A position cursor (a statement's, or the version cursor of an account's events)
+    as the int it holds; None is the start. Parses, rather than checks then converts:
+    ``str.isdigit`` accepts "²", which ``int`` refuses, and 19 digits can pass
+    2**63 - 1, which SQLite cannot bind. Raises InvalidRequest."""
     if cursor is None:
         return 0
     match = _POSITION_CURSOR.fullmatch(cursor)

@@ -21,7 +21,8 @@ from api.deps import (
     answer_transfer,
     command_id,
 )
-from api.errors import READ_PROBLEMS, WRITE_PROBLEMS, Problem, problem_responses
+from api.errors import Problem
+from api.paging import PAGE_SIZE_DEFAULT, CursorQuery, limit_query
 from api.schemas import (
     AccountEventsPage,
     AccountOut,
@@ -33,6 +34,7 @@ from api.schemas import (
 )
 from domain.ledger import EVENTS_PAGE_SIZE_MAX
 from domain.results import AccountView, BalanceAt, TransferView
+from projections.queries import parse_position_cursor
 
 router = APIRouter(prefix="/v1/accounts", tags=["accounts"])
 
@@ -44,7 +46,6 @@ VERSION_MAX = 2**62
     status_code=201,
     response_model=AccountOut,
     dependencies=[WriteAccess],
-    responses=problem_responses(*WRITE_PROBLEMS),
     summary="Open an account",
 )
 def open_account(
@@ -65,7 +66,6 @@ def open_account(
     "/{account_id}",
     response_model=AccountOut,
     dependencies=[ReadAccess],
-    responses=problem_responses(*READ_PROBLEMS),
     summary="Current state, replayed from the event store",
 )
 def get_account(account_id: UUID, response: Response, ledger: LedgerDep) -> AccountView:
@@ -76,7 +76,6 @@ def get_account(account_id: UUID, response: Response, ledger: LedgerDep) -> Acco
     "/{account_id}",
     response_model=AccountOut,
     dependencies=[WriteAccess],
-    responses=problem_responses(*WRITE_PROBLEMS, 412),
     summary="Change name and/or metadata, or the overdraft limit",
 )
 def update_account(
@@ -106,7 +105,6 @@ def _lifecycle_route(name: str, summary: str) -> None:
         f"/{{account_id}}/{name}",
         response_model=AccountOut,
         dependencies=[WriteAccess],
-        responses=problem_responses(*WRITE_PROBLEMS, 412),
         summary=summary,
         name=f"{name}_account",
     )
@@ -137,7 +135,6 @@ def _money_route(path: str, name: str, summary: str) -> None:
         status_code=201,
         response_model=TransferOut,
         dependencies=[WriteAccess],
-        responses=problem_responses(*WRITE_PROBLEMS),
         summary=summary,
         name=name,
     )
@@ -164,19 +161,21 @@ _money_route("withdrawals", "withdraw", "Move money out to the world account")
     "/{account_id}/events",
     response_model=AccountEventsPage,
     dependencies=[ReadAccess],
-    responses=problem_responses(*READ_PROBLEMS),
     summary="Raw stored events of the account, oldest first",
 )
 def account_events(
     account_id: UUID,
     ledger: LedgerDep,
-    after_version: Annotated[int, Query(ge=0, le=VERSION_MAX)] = 0,
-    limit: Annotated[int, Query(ge=1, le=EVENTS_PAGE_SIZE_MAX)] = 100,
+    cursor: CursorQuery = None,
+    limit: Annotated[int, limit_query(EVENTS_PAGE_SIZE_MAX)] = PAGE_SIZE_DEFAULT,
 ) -> AccountEventsPage:
+    after_version = parse_position_cursor(cursor)
     events = ledger.account_events(account_id, after_version, limit)
-    next_after_version = events[-1].version if len(events) == limit else None
+    # A full page may be the last: one event more tells, so the last page says null.
+    more = len(events) == limit and ledger.account_events(account_id, events[-1].version, 1)
+    next_cursor = str(events[-1].version) if more else None
     return AccountEventsPage.model_validate(
-        {"items": events, "next_after_version": next_after_version}, from_attributes=True
+        {"items": events, "next_cursor": next_cursor}, from_attributes=True
     )
 
 
@@ -184,7 +183,6 @@ def account_events(
     "/{account_id}/balance",
     response_model=BalanceOut,
     dependencies=[ReadAccess],
-    responses=problem_responses(*READ_PROBLEMS),
     summary="Balance at a point in time (?at=RFC 3339) or at a version (?version=N)",
 )
 def balance_at(

@@ -10,15 +10,13 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from api.auth import granted
 from api.deps import LedgerDep, MetricsDep, SettingsDep
-from api.errors import Problem, problem_responses
+from api.errors import Problem
 from api.schemas import Health
 
 router = APIRouter(tags=["operations"])
 
 
-@router.get(
-    "/healthz", response_model=Health, responses=problem_responses(), summary="The process is up"
-)
+@router.get("/healthz", response_model=Health, summary="The process is up")
 def healthz() -> Health:
     return Health(status="ok")
 
@@ -26,7 +24,6 @@ def healthz() -> Health:
 @router.get(
     "/readyz",
     response_model=Health,
-    responses=problem_responses(503),
     summary="The event store answers",
 )
 def readyz(
@@ -51,7 +48,6 @@ def readyz(
     response_class=Response,
     responses={
         200: {"content": {CONTENT_TYPE_LATEST: {}}, "description": "Prometheus text"},
-        **problem_responses(),
     },
     summary="Prometheus metrics of this process",
 )

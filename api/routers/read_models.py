@@ -18,7 +18,8 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from api.auth import ReadAccess
 from api.deps import SettingsDep
-from api.errors import READ_PROBLEMS, Problem, problem_responses
+from api.errors import Problem
+from api.paging import NEXT_CURSOR_DESCRIPTION, PAGE_SIZE_DEFAULT, CursorQuery, limit_query
 from infrastructure.settings import Settings
 from projections.queries import PAGE_SIZE_MAX, ReadModels, ViewBehind
 
@@ -38,10 +39,7 @@ MinPositionQuery = Annotated[
     int | None,
     Query(ge=0, le=POSITION_MAX, description="Wait until the view has reached this position."),
 ]
-LimitQuery = Annotated[int, Query(ge=1, le=PAGE_SIZE_MAX)]
-CursorQuery = Annotated[
-    str | None, Query(max_length=64, description="next_cursor of the previous page")
-]
+LimitQuery = Annotated[int, limit_query(PAGE_SIZE_MAX)]
 
 
 class Body(BaseModel):
@@ -66,8 +64,8 @@ class AccountRowOut(Body):
 
 
 class AccountListOut(Body):
-    accounts: list[AccountRowOut]
-    next_cursor: str | None
+    items: list[AccountRowOut]
+    next_cursor: str | None = Field(description=NEXT_CURSOR_DESCRIPTION)
     position: int = Field(description="the balances view's log position")
 
 
@@ -83,8 +81,8 @@ class PostingOut(Body):
 class StatementOut(Body):
     account_id: UUID
     currency: str
-    postings: list[PostingOut]
-    next_cursor: str | None
+    items: list[PostingOut]
+    next_cursor: str | None = Field(description=NEXT_CURSOR_DESCRIPTION)
     position: int = Field(description="the statements view's log position")
 
 
@@ -131,7 +129,6 @@ def wait_for_views(
     "/v1/accounts",
     response_model=AccountListOut,
     dependencies=[ReadAccess],
-    responses=problem_responses(*READ_PROBLEMS),
     summary="List accounts from the balances view, by id, with cursor pagination",
 )
 def list_accounts(
@@ -140,7 +137,7 @@ def list_accounts(
     currency: Annotated[str | None, Query(pattern="^[A-Z]{3}$")] = None,
     status: Annotated[str | None, Query(pattern="^(open|frozen|closed)$")] = None,
     cursor: CursorQuery = None,
-    limit: LimitQuery = 100,
+    limit: LimitQuery = PAGE_SIZE_DEFAULT,
     min_position: MinPositionQuery = None,
 ) -> AccountListOut:
     wait_for_views(read_models, settings, min_position, "balances")
@@ -152,7 +149,6 @@ def list_accounts(
     "/v1/accounts/{account_id}/statement",
     response_model=StatementOut,
     dependencies=[ReadAccess],
-    responses=problem_responses(*READ_PROBLEMS),
     summary="Postings of an account with the balance after each, oldest first",
 )
 def account_statement(
@@ -160,7 +156,7 @@ def account_statement(
     read_models: ReadModelsDep,
     settings: SettingsDep,
     cursor: CursorQuery = None,
-    limit: LimitQuery = 100,
+    limit: LimitQuery = PAGE_SIZE_DEFAULT,
     min_position: MinPositionQuery = None,
 ) -> StatementOut:
     wait_for_views(read_models, settings, min_position, "balances", "statements")
@@ -171,7 +167,6 @@ def account_statement(
     "/v1/projections",
     response_model=ProjectionsOut,
     dependencies=[ReadAccess],
-    responses=problem_responses(*READ_PROBLEMS),
     summary="Each view's position, the log head and the lag between them",
 )
 def projections_status(

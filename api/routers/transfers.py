@@ -17,7 +17,6 @@ from api.deps import (
     checked_idempotency_key,
     command_id,
 )
-from api.errors import READ_PROBLEMS, WRITE_PROBLEMS, problem_responses
 from api.metrics import Metrics
 from api.schemas import (
     BatchOut,
@@ -39,7 +38,6 @@ router = APIRouter(prefix="/v1/transfers", tags=["transfers"])
     status_code=201,
     response_model=TransferOut,
     dependencies=[WriteAccess],
-    responses=problem_responses(*WRITE_PROBLEMS),
     summary="Move money between two accounts (or reserve it, with pending)",
 )
 async def create_transfer(
@@ -48,12 +46,11 @@ async def create_transfer(
     response: Response,
     idempotency_key: IdempotencyKeyHeader = None,
 ) -> TransferView:
-    """Awaits the transfer's future without holding a thread: the ledger queues it
-    (to the group-commit writer, or to a pool thread without group commit).
-
-    The busiest route takes the ledger and the metrics from app.state rather than as
-    dependencies: each dependency costs FastAPI tens of microseconds per request.
-    """
+    # A route function's docstring becomes its OpenAPI description: notes for us are
+    # comments. This awaits the transfer's future without holding a thread: the ledger
+    # queues it (to the group-commit writer, or to a pool thread without group commit).
+    # The busiest route takes the ledger and the metrics from app.state rather than as
+    # dependencies: each dependency costs FastAPI tens of microseconds per request.
     ledger: QueuedLedger = request.app.state.ledger
     metrics: Metrics = request.app.state.metrics
     idempotency_key = checked_idempotency_key(request, idempotency_key)
@@ -79,7 +76,6 @@ async def create_transfer(
     status_code=201,
     response_model=BatchOut,
     dependencies=[WriteAccess],
-    responses=problem_responses(*WRITE_PROBLEMS),
     summary="Apply 1..1000 transfers atomically: all or none",
     description="A failing item answers 422 `batch_item_failed` with its `index` and "
     "`item_code`; nothing is written. With an Idempotency-Key, item i without an id gets "
@@ -111,7 +107,6 @@ def create_batch(
     "/{transfer_id}",
     response_model=TransferOut,
     dependencies=[ReadAccess],
-    responses=problem_responses(*READ_PROBLEMS),
     summary="State of a transfer (including rejected attempts)",
 )
 def get_transfer(transfer_id: UUID, ledger: LedgerDep) -> TransferView:
@@ -122,7 +117,6 @@ def get_transfer(transfer_id: UUID, ledger: LedgerDep) -> TransferView:
     "/{transfer_id}/post",
     response_model=TransferOut,
     dependencies=[WriteAccess],
-    responses=problem_responses(*WRITE_PROBLEMS),
     summary="Capture a pending transfer (all, or a smaller amount)",
 )
 def post_pending(
@@ -137,7 +131,6 @@ def post_pending(
     "/{transfer_id}/void",
     response_model=TransferOut,
     dependencies=[WriteAccess],
-    responses=problem_responses(*WRITE_PROBLEMS),
     summary="Release a pending transfer",
 )
 def void_pending(transfer_id: UUID, ledger: LedgerDep) -> TransferView:
@@ -149,7 +142,6 @@ def void_pending(transfer_id: UUID, ledger: LedgerDep) -> TransferView:
     status_code=201,
     response_model=TransferOut,
     dependencies=[WriteAccess],
-    responses=problem_responses(*WRITE_PROBLEMS),
     summary="Post a compensating transfer linked by `reverses`",
 )
 def reverse_transfer(

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from uuid import uuid4
 
+import pytest
 from fastapi.testclient import TestClient
 
 from tests.api.support import assert_problem, balance, deposit, funded_account, open_account
@@ -126,19 +127,42 @@ class TestMoneyInAndOut:
 
 
 class TestHistory:
-    def test_events_are_paged_by_version(self, client: TestClient) -> None:
+    def test_events_are_paged_by_an_opaque_version_cursor(self, client: TestClient) -> None:
         account_id = open_account(client)
         for amount in (1, 2, 3):
             deposit(client, account_id, amount)
-        first = client.get(f"/v1/accounts/{account_id}/events", params={"limit": 2}).json()
+        url = f"/v1/accounts/{account_id}/events"
+        first = client.get(url, params={"limit": 2}).json()
         assert [e["type"] for e in first["items"]] == ["Opened", "Credited"]
-        assert first["next_after_version"] == 2
-        rest = client.get(
-            f"/v1/accounts/{account_id}/events", params={"after_version": 2, "limit": 2}
-        ).json()
+        assert first["next_cursor"] == "2"
+        rest = client.get(url, params={"cursor": first["next_cursor"], "limit": 2}).json()
         assert [e["data"]["balance_after"] for e in rest["items"]] == [3, 6]
-        over = client.get(f"/v1/accounts/{account_id}/events", params={"limit": 1001})
-        assert_problem(over, 422, "validation_error")
+        # Exactly the last two events fill the page: nothing is left, so no cursor.
+        assert rest["next_cursor"] is None
+
+    def test_a_page_one_short_of_the_events_left_has_a_cursor(self, client: TestClient) -> None:
+        account_id = open_account(client)
+        deposit(client, account_id, 1)
+        page = client.get(f"/v1/accounts/{account_id}/events", params={"limit": 1}).json()
+        assert len(page["items"]) == 1 and page["next_cursor"] == "1"
+        whole = client.get(f"/v1/accounts/{account_id}/events", params={"limit": 3}).json()
+        assert len(whole["items"]) == 2 and whole["next_cursor"] is None
+
+    @pytest.mark.parametrize(("limit", "status"), [(0, 422), (1, 200), (1000, 200), (1001, 422)])
+    def test_the_events_page_size_is_bounded(
+        self, client: TestClient, limit: int, status: int
+    ) -> None:
+        account_id = open_account(client)
+        response = client.get(f"/v1/accounts/{account_id}/events", params={"limit": limit})
+        assert response.status_code == status, response.text
+
+    def test_the_old_after_version_parameter_is_gone(self, client: TestClient) -> None:
+        """A breaking change of 2026-11: ``cursor`` replaced ``after_version``; the old
+        name is ignored like any unknown query parameter, so it starts at the first."""
+        account_id = open_account(client)
+        deposit(client, account_id, 1)
+        page = client.get(f"/v1/accounts/{account_id}/events", params={"after_version": 1})
+        assert [e["version"] for e in page.json()["items"]] == [1, 2]
 
     def test_balance_at_a_version_and_at_an_instant(self, client: TestClient) -> None:
         account_id = open_account(client)

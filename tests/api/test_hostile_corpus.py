@@ -158,13 +158,13 @@ def test_strange_text_is_stored_verbatim_and_returned_escaped(
         position = moved.json()["position"]
         listed = client.get("/v1/accounts", params={"min_position": position, "limit": 1000})
         assert listed.status_code == 200, listed.text
-        rows = [row for row in listed.json()["accounts"] if row["id"] == account]
+        rows = [row for row in listed.json()["items"] if row["id"] == account]
         assert rows and (rows[0]["name"], rows[0]["metadata"]) == (text, metadata)
         statement = client.get(
             f"/v1/accounts/{account}/statement", params={"min_position": position}
         )
         assert statement.status_code == 200, statement.text
-        assert [p["description"] for p in statement.json()["postings"]] == [text]
+        assert [p["description"] for p in statement.json()["items"]] == [text]
 
 
 def raw_request(url: str, head: bytes, timeout: float = 5.0) -> tuple[bytes, float]:

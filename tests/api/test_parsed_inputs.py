@@ -68,7 +68,25 @@ class TestCursors:
             params={"cursor": str(POSITION_MAX), "min_position": 1},
         )
         assert response.status_code == 200, response.text
-        assert response.json()["postings"] == []
+        assert response.json()["items"] == []
+
+    @pytest.mark.parametrize("cursor", BAD_POSITION_CURSORS)
+    def test_an_events_cursor_that_no_page_sent_is_a_422(
+        self, client: TestClient, cursor: str
+    ) -> None:
+        account = open_account(client)
+        response = client.get(f"/v1/accounts/{account}/events", params={"cursor": cursor})
+        assert_problem(response, 422, "validation_error")
+
+    def test_the_largest_version_is_a_valid_events_cursor_past_every_event(
+        self, client: TestClient
+    ) -> None:
+        account = open_account(client)
+        response = client.get(
+            f"/v1/accounts/{account}/events", params={"cursor": str(POSITION_MAX)}
+        )
+        assert response.status_code == 200, response.text
+        assert response.json() == {"items": [], "next_cursor": None}
 
     @pytest.mark.parametrize("cursor", BAD_ID_CURSORS)
     def test_an_account_list_cursor_that_is_no_id_is_a_422(

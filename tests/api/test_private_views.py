@@ -77,10 +77,10 @@ def test_private_text_is_sealed_in_the_views_and_clear_through_the_api(
     position = held["position"]
 
     listed = client.get("/v1/accounts", params={"min_position": position, "limit": 1000})
-    mine = next(a for a in listed.json()["accounts"] if a["id"] == alice)
+    mine = next(a for a in listed.json()["items"] if a["id"] == alice)
     assert (mine["name"], mine["metadata"]) == (name, {"passport": document})
     statement = client.get(f"/v1/accounts/{alice}/statement", params={"min_position": position})
-    assert [p["description"] for p in statement.json()["postings"]][-1] == memo
+    assert [p["description"] for p in statement.json()["items"]][-1] == memo
 
     stored = stored_private_values(views_of(client))
     assert any(memo in value for value in stored) is not sealed  # pending facts included

@@ -54,5 +54,5 @@ def test_accounts_list_catches_the_view_up_first(tmp_path: Path) -> None:
 
     run("accounts", "open", "EUR", "--name", "listed")
     listed = json.loads(run("accounts", "list", "--currency", "EUR", "--json"))
-    names = sorted(account["name"] for account in listed["accounts"])
+    names = sorted(account["name"] for account in listed["items"])
     assert names == ["listed", "world:EUR"]

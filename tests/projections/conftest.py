@@ -71,7 +71,7 @@ def assert_rows_match_aggregates(ledger: Ledger, views: ViewStore) -> int:
     rows, cursor = [], None
     while True:
         page = read_models.list_accounts(cursor=cursor, limit=1000)
-        rows += page.accounts
+        rows += page.items
         if page.next_cursor is None:
             break
         cursor = page.next_cursor

@@ -116,12 +116,12 @@ class TestReadYourWrites:
                     params={"min_position": transfer["position"], "limit": 1000},
                 )
                 assert response.status_code == 200, response.text
-                ids = [posting["transfer_id"] for posting in response.json()["postings"]]
+                ids = [posting["transfer_id"] for posting in response.json()["items"]]
                 assert ids[-1] == transfer["id"] and len(ids) == number + 1
                 listed = client.get(
                     "/v1/accounts",
                     params={"min_position": transfer["position"], "currency": "USD"},
-                ).json()["accounts"]
+                ).json()["items"]
                 assert {a["id"]: a["balance"] for a in listed}[account] == sum(range(1, number + 2))
 
     def test_a_view_that_does_not_catch_up_answers_503_with_retry_after(

@@ -86,7 +86,7 @@ class TestFollow:
             postings, cursor = [], None
             while True:
                 page = read_models.statement(account_id, cursor, limit=7)
-                postings += page.postings
+                postings += page.items
                 if page.next_cursor is None:
                     break
                 cursor = page.next_cursor
@@ -196,7 +196,7 @@ class TestPositions:
         second.catch_up()
         ledger.deposit(account, 7)
         assert first.catch_up() > 0  # its cached positions were stale: it reloaded
-        assert ReadModels(views, ledger.head_position).list_accounts().accounts
+        assert ReadModels(views, ledger.head_position).list_accounts().items
         assert_rows_match_aggregates(ledger, views)
 
 
@@ -236,16 +236,16 @@ class TestListAccounts:
         seen, cursor, pages = [], None, 0
         while True:
             page = read_models.list_accounts(currency="USD", cursor=cursor, limit=2)
-            seen += [account.id for account in page.accounts]
+            seen += [account.id for account in page.items]
             pages += 1
             if page.next_cursor is None:
                 break
             cursor = page.next_cursor
         assert sorted(seen) == seen and pages == 3
         assert set(seen) == {*usd, world_account_id("USD")} and eur not in seen
-        frozen = read_models.list_accounts(status="frozen").accounts
+        frozen = read_models.list_accounts(status="frozen").items
         assert [account.id for account in frozen] == [usd[0]]
-        assert read_models.list_accounts(currency="EUR", status="open").accounts[0].id in (
+        assert read_models.list_accounts(currency="EUR", status="open").items[0].id in (
             eur,
             world_account_id("EUR"),
         )
@@ -280,8 +280,8 @@ class TestText:
         follower.catch_up()
         assert follower.position == ledger.head_position()
         read_models = ReadModels(views, ledger.head_position)
-        row = read_models.list_accounts(currency="USD", status="open").accounts
+        row = read_models.list_accounts(currency="USD", status="open").items
         named = {r.id: r for r in row}[account]
         assert named.name == "a\ufffdb" and named.metadata == {"k": "v\x00"}
-        postings = read_models.statement(account).postings
+        postings = read_models.statement(account).items
         assert [p.description for p in postings] == ["held\ufffd", "x\ufffdy"]

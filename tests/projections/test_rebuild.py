@@ -95,7 +95,7 @@ class TestRebuild:
         def read() -> None:
             while not done.is_set():
                 try:
-                    rows = len(read_models.list_accounts(limit=1000).accounts)
+                    rows = len(read_models.list_accounts(limit=1000).items)
                     totals = read_models.totals()
                     sums = read_models.balance_sums()
                 except Exception as error:  # noqa: BLE001 - any failure is the finding

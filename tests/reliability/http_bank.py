@@ -199,7 +199,7 @@ def read_all(client: httpx.Client, server: int, bank: Bank) -> Operation:
             assert page["next_cursor"] is None, "more accounts than one page"
             operation.balances = {
                 UUID(row["id"]): int(row["balance"])
-                for row in page["accounts"]
+                for row in page["items"]
                 if UUID(row["id"]) in bank.limits
             }
             operation.outcome = "ok"
