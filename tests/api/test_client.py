@@ -91,10 +91,10 @@ class TestTheTour:
             # Read-your-writes: the views are asked to wait for the client's last write.
             statement = ledger.statement(alice.id)
             assert isinstance(statement, StatementOut)
-            assert sum(posting.amount for posting in statement.postings) == alice.balance
+            assert sum(posting.amount for posting in statement.items) == alice.balance
             listed = ledger.list_accounts(currency="USD", limit=1000)
             assert isinstance(listed, AccountListOut)
-            assert alice.id in {row.id for row in listed.accounts}
+            assert alice.id in {row.id for row in listed.items}
             assert listed.position >= made["reversal"].position
             assert ledger.audit_verify().ok
 
@@ -109,7 +109,7 @@ class TestTheTour:
 
         alice, statement = asyncio.run(run())
         assert alice.balance == 600
-        assert [posting.amount for posting in statement.postings] == [1_000, -400]
+        assert [posting.amount for posting in statement.items] == [1_000, -400]
 
 
 class TestProblems:
