@@ -15,6 +15,7 @@ import typer
 from rich.table import Table
 
 from api.cli_audit import audit_app
+from api.cli_history import render_history
 from api.cli_keys import keys_app
 from api.cli_projections import projections_app
 from api.cli_serve import serve
@@ -73,31 +74,6 @@ def render_account(account: Any) -> None:
     ):  # fmt: skip
         table.add_row(field, str(getattr(account, field)))
     table.add_row("metadata", json.dumps(account.metadata))
-    stdout.print(table)
-
-
-def render_history(events: list[Any]) -> None:
-    table = Table("version", "time", "event", "amount", "balance", "transfer")
-    for column in table.columns:
-        column.no_wrap = True
-    balance = 0
-    for event in events:
-        data = event.data
-        amount = ""
-        if event.type in ("Credited", "Debited"):
-            balance = data["balance_after"]
-            sign = "+" if event.type == "Credited" else "-"
-            amount = f"{sign}{data['amount']}"
-        elif "amount" in data:
-            amount = f"({data['amount']})"
-        table.add_row(
-            str(event.version),
-            event.timestamp.isoformat(timespec="seconds"),
-            event.type,
-            amount,
-            str(balance),
-            str(data.get("transfer_id", "")),
-        )
     stdout.print(table)
 
 
@@ -238,7 +214,7 @@ def history(
             events = ledger.account_events(account_id, limit=min(limit, last))
         else:
             events = ledger.account_events(account_id, limit=limit)
-    emit(events, as_json, render_history)
+    emit(events, as_json, lambda shown: render_history(shown, stdout))
 
 
 app.command()(serve)
