@@ -92,7 +92,17 @@ def accounts_open(
         account = ledger.open_account(
             currency, name, parse_metadata(metadata), overdraft_limit, account_id
         )
-    emit(account, as_json, render_account)
+    emit(account, as_json, render_opened)
+
+
+def render_opened(account: Any) -> None:
+    """Says whether this command opened the account or found it opened before."""
+    if account.replayed:
+        said = "already open (replayed: this id was used before, nothing changed)"
+    else:
+        said = "opened"
+    stdout.print(f"account {account.id} {said}", highlight=False)
+    render_account(account)
 
 
 @accounts_app.command("show")

@@ -1,4 +1,4 @@
-"""``eventledger post|void|batch|history`` as a user meets them on the command line.
+"""``eventledger post|void|batch|history|accounts open`` as a user meets them on the command line.
 
 Method: typer's runner invokes the real commands on a SQLite ledger in ``tmp_path``
 (standard input through the runner); ``history`` runs as a real process, because
@@ -166,3 +166,16 @@ def test_history_shows_version_amount_and_balance_whole(
     assert (str(deposit.id) in deposited, str(withdrawal.id) in withdrawn) == (
         (True, True) if columns == 120 else (False, False)
     )
+
+
+def test_opening_an_account_again_says_it_replayed(settings: Settings) -> None:
+    account_id = str(uuid4())
+    first = cli(settings, "accounts", "open", "USD", "--name", "Alice", "--id", account_id)
+    again = cli(settings, "accounts", "open", "USD", "--name", "Alice", "--id", account_id)
+    assert (first.exit_code, again.exit_code) == (0, 0), again.output
+    assert first.stdout.splitlines()[0] == f"account {account_id} opened"
+    assert again.stdout.splitlines()[0].startswith(f"account {account_id} already open (replayed")
+    as_json = cli(
+        settings, "accounts", "open", "USD", "--name", "Alice", "--id", account_id, "--json"
+    )
+    assert json.loads(as_json.stdout)["replayed"] is True
