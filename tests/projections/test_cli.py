@@ -13,9 +13,9 @@ from typer.testing import CliRunner
 from api.cli import app
 from api.cli_audit import audit_app as cli_audit_app
 from api.cli_projections import AUDIT_CHAIN
-from projections.audit.chain import NAME as CHAIN_NAME
 from domain.ledger import Ledger
 from infrastructure.settings import Settings
+from projections.audit.chain import NAME as CHAIN_NAME
 
 pytestmark = pytest.mark.parametrize("store", ["sqlite"])
 
