@@ -34,7 +34,7 @@ from api.openapi_links import document_links
 from api.openapi_problems import document_problems
 from api.openapi_replays import document_replays
 from api.ratelimit import build_rate_limiter
-from api.routers import accounts, audit, operations, read_models, transfers
+from api.routers import accounts, audit, operations, read_models, root, transfers
 from api.strict_json import StrictJsonBodies
 from domain.ledger import Ledger
 from infrastructure.api_keys import build_keystore
@@ -56,6 +56,7 @@ ROUTERS: tuple[APIRouter, ...] = (
     read_models.router,
     operations.router,
     audit.router,
+    root.router,
 )
 AUDIT_FOLLOWER_JOIN_SECONDS = 10
 # A batch of 1000 transfers cannot fit in 64 KiB; it alone may send up to 1 MiB.

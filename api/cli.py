@@ -15,6 +15,7 @@ import typer
 from rich.table import Table
 
 from api.cli_audit import audit_app
+from api.cli_history import render_history
 from api.cli_keys import keys_app
 from api.cli_projections import projections_app
 from api.cli_serve import serve
@@ -76,31 +77,6 @@ def render_account(account: Any) -> None:
     stdout.print(table)
 
 
-def render_history(events: list[Any]) -> None:
-    table = Table("version", "time", "event", "amount", "balance", "transfer")
-    for column in table.columns:
-        column.no_wrap = True
-    balance = 0
-    for event in events:
-        data = event.data
-        amount = ""
-        if event.type in ("Credited", "Debited"):
-            balance = data["balance_after"]
-            sign = "+" if event.type == "Credited" else "-"
-            amount = f"{sign}{data['amount']}"
-        elif "amount" in data:
-            amount = f"({data['amount']})"
-        table.add_row(
-            str(event.version),
-            event.timestamp.isoformat(timespec="seconds"),
-            event.type,
-            amount,
-            str(balance),
-            str(data.get("transfer_id", "")),
-        )
-    stdout.print(table)
-
-
 @accounts_app.command("open")
 def accounts_open(
     currency: Annotated[str, typer.Argument(help="ISO 4217 code, like USD.")],
@@ -116,7 +92,17 @@ def accounts_open(
         account = ledger.open_account(
             currency, name, parse_metadata(metadata), overdraft_limit, account_id
         )
-    emit(account, as_json, render_account)
+    emit(account, as_json, render_opened)
+
+
+def render_opened(account: Any) -> None:
+    """Says whether this command opened the account or found it opened before."""
+    if account.replayed:
+        said = "already open (replayed: this id was used before, nothing changed)"
+    else:
+        said = "opened"
+    stdout.print(f"account {account.id} {said}", highlight=False)
+    render_account(account)
 
 
 @accounts_app.command("show")
@@ -238,7 +224,7 @@ def history(
             events = ledger.account_events(account_id, limit=min(limit, last))
         else:
             events = ledger.account_events(account_id, limit=limit)
-    emit(events, as_json, render_history)
+    emit(events, as_json, lambda shown: render_history(shown, stdout))
 
 
 app.command()(serve)

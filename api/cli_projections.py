@@ -73,7 +73,22 @@ def _settings(database: str | None, views_database: str | None, **overrides: obj
         raise fail(f"invalid setting {field}: {first['msg']}", 2) from None
 
 
+# ``projections.audit.chain.NAME``, written out: importing the audit package here would
+# cost every projections command its start-up time (a test checks the two agree).
+AUDIT_CHAIN = "audit_chain"
+# Listed by ``status`` but never rebuilt, and why.
+NOT_REBUILT = {
+    AUDIT_CHAIN: "audit_chain is append-only and is not rebuilt: its checkpoints record "
+    "the log as it was when they were written, and recomputing them from today's events "
+    "would seal any tampering into a fresh chain. `eventledger audit verify` checks it "
+    "against the events."
+}
+
+
 def _projections(names: list[str] | None) -> list[Projection]:
+    for name in names or ():
+        if name in NOT_REBUILT:
+            raise fail(NOT_REBUILT[name], 2)
     try:
         return select_projections(names or ())
     except ValueError as error:
@@ -159,8 +174,12 @@ def status(
     table = Table("name", "position", "head", "lag", "rebuilding")
     for row in rows:
         rebuilding = "" if row.rebuilding is None else f"at {row.rebuilding}"
+        if row.name in NOT_REBUILT:
+            rebuilding = "never (append-only)"
         table.add_row(row.name, str(row.position), str(row.head), str(row.lag), rebuilding)
     stdout.print(table)
+    for name in sorted(NOT_REBUILT.keys() & {row.name for row in rows}):
+        stdout.print(NOT_REBUILT[name], highlight=False)
 
 
 @projections_app.command("rebuild")

@@ -8,23 +8,20 @@ from __future__ import annotations
 
 import re
 from typing import Annotated
-from uuid import NAMESPACE_URL, UUID, uuid5
 
 from fastapi import Depends, Header, Request, Response
 
 from api.errors import Problem
+from api.idempotency import command_id as command_id  # re-exported for the routers
 from api.metrics import Metrics
 from domain.ledger import Ledger
 from domain.results import AccountView, TransferView
-from infrastructure.ids import new_id
 from infrastructure.settings import Settings
 
 # The getters below are ``async`` although they await nothing: a plain ``def``
 # dependency costs every request a round trip through the thread pool.
 
 IDEMPOTENCY_KEY_LENGTH_MAX = 255
-# Transfer id = uuid5(IDEMPOTENCY_NAMESPACE, Idempotency-Key): clients can compute it.
-IDEMPOTENCY_NAMESPACE = uuid5(NAMESPACE_URL, "eventledger:idempotency-key")
 # ASCII digits only: ``\d`` would take "٣" (an Arabic-Indic three) as version 3.
 _ETAG = re.compile(r'^"([0-9]{1,18})"$')
 
@@ -96,15 +93,6 @@ SettingsDep = Annotated[Settings, Depends(get_settings)]
 MetricsDep = Annotated[Metrics, Depends(get_metrics)]
 IdempotencyKeyDep = Annotated[str | None, Depends(get_idempotency_key)]
 ExpectedVersionDep = Annotated[int | None, Depends(get_expected_version)]
-
-
-def command_id(body_id: UUID | None, idempotency_key: str | None, suffix: str = "") -> UUID:
-    """The body ``id``, else uuid5 of the Idempotency-Key (+ suffix), else random."""
-    if body_id is not None:
-        return body_id
-    if idempotency_key is not None:
-        return uuid5(IDEMPOTENCY_NAMESPACE, idempotency_key + suffix)
-    return new_id()
 
 
 def etag(version: int) -> str:

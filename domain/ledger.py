@@ -42,7 +42,6 @@ from domain.errors import (
     PendingExpired,
     ServiceUnavailable,
     TransferNotFound,
-    TransferNotPending,
     TransferNotPosted,
     TransferRejected,
     VersionMismatch,
@@ -59,7 +58,16 @@ from domain.rules import (
     reversible_amount,
     transfer_request,
 )
-from domain.transfer import PENDING, POSTED, Transfer, TransferRequest
+from domain.transfer import (
+    CAPTURE,
+    POSTED,
+    RELEASE,
+    VOIDED_BY_CLIENT,
+    VOIDED_BY_EXPIRY,
+    SettlementRequest,
+    Transfer,
+    TransferRequest,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -298,25 +306,28 @@ class Ledger(Application[UUID]):
 
     # Two-phase transfers and reversals.
 
-    def post_pending(self, transfer_id: UUID, amount: int | None = None) -> TransferView:
+    def post_pending(
+        self, transfer_id: UUID, amount: int | None = None, request_id: UUID | None = None
+    ) -> TransferView:
         """Captures ``amount`` (default all) of a pending transfer; releases the rest.
 
-        Raises TransferNotFound, TransferNotPending, PendingExpired (and voids it),
-        AmountOutOfRange (above the reserved amount), AccountFrozen, AccountClosed.
+        The same post again (same amount, and no other ``request_id``) answers the
+        posted transfer, marked replayed. Raises TransferNotFound, TransferNotPending,
+        PendingExpired (and voids it), AmountOutOfRange (above the reserved amount),
+        AccountFrozen, AccountClosed, IdempotencyKeyReused (``request_id`` settled it
+        with another request).
         """
         if amount is not None:
             check_amount(amount)
-        return self._retrying(lambda _: self._attempt_post_pending(transfer_id, amount))
+        settlement = SettlementRequest(CAPTURE, amount, request_id)
+        return self._retrying(lambda _: self._attempt_settle(transfer_id, settlement))
 
-    def void_pending(self, transfer_id: UUID) -> TransferView:
-        """Releases a pending transfer. Raises TransferNotFound, TransferNotPending."""
-
-        def attempt(_: bool) -> TransferView:
-            transfer = self._pending_transfer(transfer_id)
-            reason = "expired" if transfer.is_expired(self.clock()) else "voided"
-            return self._void(transfer, reason)
-
-        return self._retrying(attempt)
+    def void_pending(self, transfer_id: UUID, request_id: UUID | None = None) -> TransferView:
+        """Releases a pending transfer; a voided one (also by expiry) is answered again,
+        marked replayed. Raises TransferNotFound, TransferNotPending,
+        IdempotencyKeyReused (``request_id`` settled it with another request)."""
+        settlement = SettlementRequest(RELEASE, None, request_id)
+        return self._retrying(lambda _: self._attempt_settle(transfer_id, settlement))
 
     def expire_pending(self, transfer_ids: Iterable[UUID]) -> int:
         """Voids those of ``transfer_ids`` that are pending and past their timeout.
@@ -533,13 +544,20 @@ class Ledger(Application[UUID]):
                 raise BatchItemFailed(index, error) from None
         return views
 
-    def _attempt_post_pending(self, transfer_id: UUID, amount: int | None) -> TransferView:
-        transfer = self._pending_transfer(transfer_id)
-        if transfer.is_expired(self.clock()):
-            self._void(transfer, "expired")
+    def _attempt_settle(self, transfer_id: UUID, settlement: SettlementRequest) -> TransferView:
+        transfer = self.load_transfer(transfer_id)
+        if transfer.settled_as(settlement):
+            return TransferView.of(transfer, self.head_position(), replayed=True)
+        expired = transfer.is_expired(self.clock())
+        if settlement.action == RELEASE:
+            reason = VOIDED_BY_EXPIRY if expired else VOIDED_BY_CLIENT
+            return self._void(transfer, reason, settlement.request_id)
+        if expired:
+            self._void(transfer, VOIDED_BY_EXPIRY)
             raise PendingExpired(f"transfer {transfer_id} expired at {transfer.expires_at}")
         accounts = self._reserving_accounts(transfer)
-        decide_capture(accounts, transfer, transfer.amount if amount is None else amount)
+        amount = transfer.amount if settlement.amount is None else settlement.amount
+        decide_capture(accounts, transfer, amount, settlement.request_id)
         recordings = self.save(*accounts.values(), transfer)
         return TransferView.of(transfer, recordings[-1].notification.id)
 
@@ -547,14 +565,8 @@ class Ledger(Application[UUID]):
         transfer = self.find(transfer_id)
         if not isinstance(transfer, Transfer) or not transfer.is_expired(self.clock()):
             return 0
-        self._void(transfer, "expired")
+        self._void(transfer, VOIDED_BY_EXPIRY)
         return 1
-
-    def _pending_transfer(self, transfer_id: UUID) -> Transfer:
-        transfer = self.load_transfer(transfer_id)
-        if transfer.status != PENDING:
-            raise TransferNotPending(f"transfer {transfer_id} is {transfer.status}")
-        return transfer
 
     def _reserving_accounts(self, transfer: Transfer) -> dict[UUID, Account]:
         accounts = self.load_accounts([transfer.debit_account_id, transfer.credit_account_id])
@@ -562,9 +574,11 @@ class Ledger(Application[UUID]):
             raise _StaleRead(transfer.id)  # settled since the transfer was read: retry
         return accounts
 
-    def _void(self, transfer: Transfer, reason: str) -> TransferView:
+    def _void(
+        self, transfer: Transfer, reason: str, request_id: UUID | None = None
+    ) -> TransferView:
         accounts = self._reserving_accounts(transfer)
-        decide_void(accounts, transfer, reason)
+        decide_void(accounts, transfer, reason, request_id)
         recordings = self.save(*accounts.values(), transfer)
         return TransferView.of(transfer, recordings[-1].notification.id)
 

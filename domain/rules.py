@@ -78,7 +78,12 @@ def decide_transfer(
     return Transfer.post(transfer_id, request)
 
 
-def decide_capture(accounts: Mapping[UUID, Account], transfer: Transfer, amount: int) -> None:
+def decide_capture(
+    accounts: Mapping[UUID, Account],
+    transfer: Transfer,
+    amount: int,
+    request_id: UUID | None = None,
+) -> None:
     """Captures ``amount`` of a pending transfer and releases the rest of its hold.
 
     Raises AmountOutOfRange (more than reserved), AccountFrozen, AccountClosed.
@@ -92,14 +97,19 @@ def decide_capture(accounts: Mapping[UUID, Account], transfer: Transfer, amount:
     credit.check_can_credit(amount)
     debit.settle_debit(transfer.id, transfer.amount, amount)
     credit.settle_credit(transfer.id, transfer.amount, amount)
-    transfer.capture(amount)
+    transfer.capture(amount, request_id)
 
 
-def decide_void(accounts: Mapping[UUID, Account], transfer: Transfer, reason: str) -> None:
+def decide_void(
+    accounts: Mapping[UUID, Account],
+    transfer: Transfer,
+    reason: str,
+    request_id: UUID | None = None,
+) -> None:
     """Releases both holds of a pending transfer; allowed on frozen accounts."""
     accounts[transfer.debit_account_id].release(transfer.id, "debit", transfer.amount)
     accounts[transfer.credit_account_id].release(transfer.id, "credit", transfer.amount)
-    transfer.void(reason)
+    transfer.void(reason, request_id)
 
 
 def holds_reservation(accounts: Mapping[UUID, Account], transfer: Transfer) -> bool:

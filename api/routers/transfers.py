@@ -17,6 +17,7 @@ from api.deps import (
     checked_idempotency_key,
     command_id,
 )
+from api.idempotency import settlement_request_id
 from api.metrics import Metrics
 from api.schemas import (
     BatchOut,
@@ -113,17 +114,33 @@ def get_transfer(transfer_id: UUID, ledger: LedgerDep) -> TransferView:
     return ledger.get_transfer(transfer_id)
 
 
+SETTLEMENT_REPLAY = (
+    "Idempotent: the same request again (same amount; the same Idempotency-Key, or "
+    "none) answers the settled transfer with HTTP 200 and `Idempotent-Replayed: true`. "
+    "The Idempotency-Key that settled it, sent with another request, is 422 "
+    "`idempotency_key_reused`; any other request on a settled transfer is 422 "
+    "`transfer_not_pending` (`pending_expired` for a post after the timeout voided it)."
+)
+
+
 @router.post(
     "/{transfer_id}/post",
     response_model=TransferOut,
     dependencies=[WriteAccess],
     summary="Capture a pending transfer (all, or a smaller amount)",
+    description=SETTLEMENT_REPLAY,
 )
 def post_pending(
-    transfer_id: UUID, ledger: LedgerDep, metrics: MetricsDep, body: PostPending | None = None
+    transfer_id: UUID,
+    response: Response,
+    ledger: LedgerDep,
+    metrics: MetricsDep,
+    idempotency_key: IdempotencyKeyDep,
+    body: PostPending | None = None,
 ) -> TransferView:
-    view = ledger.post_pending(transfer_id, body.amount if body else None)
-    metrics.transfers_posted.labels(status=view.status).inc()
+    amount = body.amount if body else None
+    view = ledger.post_pending(transfer_id, amount, settlement_request_id(idempotency_key))
+    answer_settlement(response, view, metrics)
     return view
 
 
@@ -132,9 +149,27 @@ def post_pending(
     response_model=TransferOut,
     dependencies=[WriteAccess],
     summary="Release a pending transfer",
+    description=SETTLEMENT_REPLAY + " A void after the timeout voided it is a replay.",
 )
-def void_pending(transfer_id: UUID, ledger: LedgerDep) -> TransferView:
-    return ledger.void_pending(transfer_id)
+def void_pending(
+    transfer_id: UUID,
+    response: Response,
+    ledger: LedgerDep,
+    idempotency_key: IdempotencyKeyDep,
+) -> TransferView:
+    view = ledger.void_pending(transfer_id, settlement_request_id(idempotency_key))
+    answer_settlement(response, view)
+    return view
+
+
+def answer_settlement(
+    response: Response, view: TransferView, metrics: Metrics | None = None
+) -> None:
+    """A replay says so; a capture written now counts as a posted transfer."""
+    if view.replayed:
+        response.headers["Idempotent-Replayed"] = "true"
+    elif metrics is not None:
+        metrics.transfers_posted.labels(status=view.status).inc()
 
 
 @router.post(

@@ -39,6 +39,7 @@ def amount(literal: str, more: str = "") -> str:
 MANY_KEYS = ",".join(f'"k{i}":"v"' for i in range(51))
 
 # (name, body template, content type, status, code)
+UNSUPPORTED = "unsupported_media_type"
 HOSTILE_BODIES: list[tuple[str, str | bytes, str | None, int, str]] = [
     ("NaN", amount("NaN"), JSON, 422, "validation_error"),
     ("Infinity", amount("Infinity"), JSON, 422, "validation_error"),
@@ -71,9 +72,9 @@ HOSTILE_BODIES: list[tuple[str, str | bytes, str | None, int, str]] = [
     ("top-level array", "[]", JSON, 422, "validation_error"),
     ("arrays nested 30000 deep", "[" * 30000, JSON, 422, "validation_error"),
     ("not UTF-8", b'{"amount": "\xff\xfe"}', JSON, 422, "validation_error"),
-    ("text/plain", amount("1"), "text/plain", 422, "validation_error"),
-    ("form encoded", "amount=1", "application/x-www-form-urlencoded", 422, "validation_error"),
-    ("no content type", amount("1"), None, 422, "validation_error"),
+    ("text/plain", amount("1"), "text/plain", 415, UNSUPPORTED),
+    ("form encoded", "amount=1", "application/x-www-form-urlencoded", 415, UNSUPPORTED),
+    ("no content type", amount("1"), None, 415, UNSUPPORTED),
     ("empty body", "", JSON, 422, "validation_error"),
     ("over 64 KiB", amount("1", ',"description":"%s"' % ("d" * 70000)), JSON,
      413, "payload_too_large"),

@@ -36,4 +36,7 @@ def test_server_voids_an_expired_pending_transfer(make_client: MakeClient, clock
     assert status() == "voided"
     assert client.get(f"/v1/accounts/{payer}").json()["available_balance"] == 100
     refused = client.post(f"/v1/transfers/{pending['id']}/post", json={})
-    assert (refused.status_code, refused.json()["code"]) == (422, "transfer_not_pending")
+    assert (refused.status_code, refused.json()["code"]) == (422, "pending_expired")
+    # The client's own void, arriving after the sweeper's: the hold is released, as asked.
+    voided = client.post(f"/v1/transfers/{pending['id']}/void")
+    assert (voided.status_code, voided.headers["idempotent-replayed"]) == (200, "true")

@@ -34,7 +34,9 @@ def test_readme_cli_tour_runs_as_pasted(tmp_path: Path) -> None:
     first, second = outputs
     assert "refused, as it should be" in first
     assert "replayed" in first  # the second rent transfer in the first run
-    assert "already posted (second run of the tour)" in second
+    # The capture, sent again by the second run, is answered, not refused.
+    assert "00000000-0000-4000-8000-00000000f002 posted (replayed" in second
+    assert "00000000-0000-4000-8000-00000000f002 posted (replayed" not in first
     # Alice: 100000 - 2500 rent - 7000 captured; the same after the replayed second run.
     assert '"balance": 9500' in second  # Bob, printed as JSON
     assert "90500" in first and "90500" in second

@@ -99,6 +99,8 @@ def test_tour_then_kill_9_then_restart_keeps_every_acknowledged_write(
         ]
         tour_transfers = [t for t in tour_transfers if "from_account" in t]
         assert len(tour_transfers) == 3  # the deposit, the rent, the captured hold
+        # The rent and the capture, each sent twice: the second answers are replays.
+        assert tour.lower().count("idempotent-replayed: true") == 2
         tour_accounts = {a: get_json(f"{server.url}/v1/accounts/{a}") for a in (alice, bob)}
         assert tour_accounts[alice]["balance"] == 6800 and tour_accounts[bob]["balance"] == 3200
         assert tour_accounts[alice]["status"] == "frozen"

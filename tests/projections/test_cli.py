@@ -11,8 +11,11 @@ import pytest
 from typer.testing import CliRunner
 
 from api.cli import app
+from api.cli_audit import audit_app as cli_audit_app
+from api.cli_projections import AUDIT_CHAIN
 from domain.ledger import Ledger
 from infrastructure.settings import Settings
+from projections.audit.chain import NAME as CHAIN_NAME
 
 pytestmark = pytest.mark.parametrize("store", ["sqlite"])
 
@@ -41,3 +44,21 @@ def test_an_unknown_projection_is_refused(settings: Settings) -> None:
     )
     assert result.exit_code == 2
     assert "unknown projection nope" in result.output
+
+
+def test_the_audit_chain_is_listed_as_never_rebuilt_and_its_rebuild_says_why(
+    settings: Settings, ledger: Ledger
+) -> None:
+    ledger.deposit(ledger.open_account("USD").id, 5)
+    database = ["--database", settings.database_url]
+    runner = CliRunner()
+    assert runner.invoke(cli_audit_app, ["digest", *database]).exit_code == 0
+    status = runner.invoke(app, ["projections", "status", *database])
+    assert status.exit_code == 0, status.output
+    (row,) = [line for line in status.stdout.splitlines() if f"│ {AUDIT_CHAIN} " in line]
+    assert "never (append-only)" in row
+    refused = runner.invoke(app, ["projections", "rebuild", AUDIT_CHAIN, *database])
+    assert refused.exit_code == 2
+    assert "is append-only and is not rebuilt" in refused.output
+    assert "audit verify" in refused.output
+    assert AUDIT_CHAIN == CHAIN_NAME

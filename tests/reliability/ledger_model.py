@@ -70,6 +70,7 @@ class ModelTransfer:
     error: str | None = None
     posted_amount: int = 0
     expires_at: datetime | None = None
+    voided_by_expiry: bool = False
 
     def summary(self, replayed: bool = False) -> Answer:
         amounts = (self.request.amount, self.posted_amount)
@@ -170,9 +171,10 @@ class LedgerModel:
         if transfer is None:
             return refused("TransferNotFound")
         if transfer.status != PENDING:
-            return refused("TransferNotPending")
-        if transfer.expires_at is not None and now >= transfer.expires_at:
+            return self._settled_again(transfer, POSTED, amount)
+        if self._expired(transfer, now):
             self._release(transfer, VOIDED)
+            transfer.voided_by_expiry = True
             return refused("PendingExpired")
         reserved = transfer.request.amount
         amount = reserved if amount is None else amount
@@ -191,14 +193,31 @@ class LedgerModel:
         transfer.posted_amount = amount
         return transfer.summary()
 
-    def void_pending(self, transfer_id: UUID) -> Answer:
+    def void_pending(self, transfer_id: UUID, now: datetime) -> Answer:
         transfer = self.transfers.get(transfer_id)
         if transfer is None:
             return refused("TransferNotFound")
         if transfer.status != PENDING:
-            return refused("TransferNotPending")
+            return self._settled_again(transfer, VOIDED, None)
+        transfer.voided_by_expiry = self._expired(transfer, now)
         self._release(transfer, VOIDED)
         return transfer.summary()
+
+    @staticmethod
+    def _settled_again(transfer: ModelTransfer, status: str, amount: int | None) -> Answer:
+        """A settlement of a settled transfer: the same one is answered again."""
+        if not transfer.request.pending or transfer.status == REJECTED:
+            return refused("TransferNotPending")
+        captured = transfer.request.amount if amount is None else amount
+        if transfer.status == status and (status == VOIDED or transfer.posted_amount == captured):
+            return transfer.summary(replayed=True)
+        if status == POSTED and transfer.voided_by_expiry:
+            return refused("PendingExpired")
+        return refused("TransferNotPending")
+
+    @staticmethod
+    def _expired(transfer: ModelTransfer, now: datetime) -> bool:
+        return transfer.expires_at is not None and now >= transfer.expires_at
 
     def expire_pending(self, now: datetime) -> int:
         """Voids every pending transfer past its timeout; returns how many."""
@@ -211,6 +230,7 @@ class LedgerModel:
         ]
         for transfer in expired:
             self._release(transfer, VOIDED)
+            transfer.voided_by_expiry = True
         return len(expired)
 
     def _release(self, transfer: ModelTransfer, status: str) -> None:

@@ -363,7 +363,7 @@ class LedgerMachine(RuleBasedStateMachine):
             reserved = self.model.transfers[transfer].request.amount
             amount = reserved + (amount == "past_limit")
         if command == "void":
-            expected = self.model.void_pending(transfer)
+            expected = self.model.void_pending(transfer, self.now)
             assert observe(lambda: self.app.void_pending(transfer)) == expected
         else:
             expected = self.model.post_pending(transfer, amount, self.now)
