@@ -31,8 +31,8 @@ KEY = ("unauthorized", "forbidden", "rate_limited")
 STORE = ("service_unavailable",)
 # A route that takes path, query or header parameters.
 INPUT = ("validation_error",)
-# A route that takes a JSON body.
-BODY = ("validation_error", "payload_too_large")
+# A route that takes a JSON body: sent as anything but JSON, it is a 415.
+BODY = ("validation_error", "payload_too_large", "unsupported_media_type")
 # A command: its save may conflict past the retries, or be sent with no answer back.
 WRITE = ("conflict", "outcome_unknown", "service_unavailable")
 # A transfer's own rules, recorded as Transfer.Rejected.
@@ -73,10 +73,10 @@ OPERATION_CODES: dict[tuple[str, str], tuple[str, ...]] = {
     ("get", "/v1/transfers/{transfer_id}"): (*KEY, *INPUT, *STORE, "not_found"),
     ("post", "/v1/transfers/{transfer_id}/post"): (
         *KEY, *BODY, *WRITE, "not_found", "transfer_not_pending", "pending_expired",
-        "amount_out_of_range", "account_frozen", "account_closed",
+        "amount_out_of_range", "account_frozen", "account_closed", "idempotency_key_reused",
     ),
     ("post", "/v1/transfers/{transfer_id}/void"): (
-        *KEY, *INPUT, *WRITE, "not_found", "transfer_not_pending",
+        *KEY, *INPUT, *WRITE, "not_found", "transfer_not_pending", "idempotency_key_reused",
     ),
     ("post", "/v1/transfers/{transfer_id}/reverse"): (
         *KEY, *BODY, *WRITE, *REJECTIONS, "not_found", "transfer_not_posted",

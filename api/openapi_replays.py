@@ -17,6 +17,14 @@ REPLAY_DESCRIPTION = (
 )
 
 
+REPLAYED_HEADER = {
+    "Idempotent-Replayed": {
+        "description": "present, `true`, when this answer replays an earlier request",
+        "schema": {"type": "string", "enum": ["true"]},
+    }
+}
+
+
 def document_replays(openapi: dict[str, Any]) -> dict[str, Any]:
     for path_item in openapi.get("paths", {}).values():
         for operation in path_item.values():
@@ -24,8 +32,16 @@ def document_replays(openapi: dict[str, Any]) -> dict[str, Any]:
             if "201" in responses and "200" not in responses:
                 replay = copy.deepcopy(responses["201"])
                 replay["description"] = REPLAY_DESCRIPTION
-                replay["headers"] = {
-                    "Idempotent-Replayed": {"schema": {"type": "string", "enum": ["true"]}}
-                }
+                replay["headers"] = copy.deepcopy(REPLAYED_HEADER)
                 responses["200"] = replay
+            elif "200" in responses and _takes_idempotency_key(operation):
+                # A settlement answers 200 both times; the header tells a replay.
+                responses["200"].setdefault("headers", {}).update(copy.deepcopy(REPLAYED_HEADER))
     return openapi
+
+
+def _takes_idempotency_key(operation: dict[str, Any]) -> bool:
+    return any(
+        parameter.get("in") == "header" and parameter.get("name", "").lower() == "idempotency-key"
+        for parameter in operation.get("parameters", [])
+    )
