@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-from uuid import UUID
 
 from fastapi import APIRouter, Request, Response
 
@@ -18,11 +17,11 @@ from api.deps import (
     command_id,
 )
 from api.metrics import Metrics
+from api.parameters import PostPendingBody, ReverseTransferBody, TransferIdPath
 from api.schemas import (
     BatchOut,
     CreateBatch,
     CreateTransfer,
-    PostPending,
     ReverseTransfer,
     TransferOut,
 )
@@ -109,7 +108,7 @@ def create_batch(
     dependencies=[ReadAccess],
     summary="State of a transfer (including rejected attempts)",
 )
-def get_transfer(transfer_id: UUID, ledger: LedgerDep) -> TransferView:
+def get_transfer(transfer_id: TransferIdPath, ledger: LedgerDep) -> TransferView:
     return ledger.get_transfer(transfer_id)
 
 
@@ -120,7 +119,10 @@ def get_transfer(transfer_id: UUID, ledger: LedgerDep) -> TransferView:
     summary="Capture a pending transfer (all, or a smaller amount)",
 )
 def post_pending(
-    transfer_id: UUID, ledger: LedgerDep, metrics: MetricsDep, body: PostPending | None = None
+    transfer_id: TransferIdPath,
+    ledger: LedgerDep,
+    metrics: MetricsDep,
+    body: PostPendingBody = None,
 ) -> TransferView:
     view = ledger.post_pending(transfer_id, body.amount if body else None)
     metrics.transfers_posted.labels(status=view.status).inc()
@@ -133,7 +135,7 @@ def post_pending(
     dependencies=[WriteAccess],
     summary="Release a pending transfer",
 )
-def void_pending(transfer_id: UUID, ledger: LedgerDep) -> TransferView:
+def void_pending(transfer_id: TransferIdPath, ledger: LedgerDep) -> TransferView:
     return ledger.void_pending(transfer_id)
 
 
@@ -145,13 +147,13 @@ def void_pending(transfer_id: UUID, ledger: LedgerDep) -> TransferView:
     summary="Post a compensating transfer linked by `reverses`",
 )
 def reverse_transfer(
-    transfer_id: UUID,
+    transfer_id: TransferIdPath,
     request: Request,
     response: Response,
     ledger: LedgerDep,
     metrics: MetricsDep,
     idempotency_key: IdempotencyKeyDep,
-    body: ReverseTransfer | None = None,
+    body: ReverseTransferBody = None,
 ) -> TransferView:
     body = body or ReverseTransfer()
     reversal_id = request.state.transfer_id = command_id(body.id, idempotency_key)
