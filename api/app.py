@@ -25,11 +25,12 @@ from fastapi import APIRouter, FastAPI
 
 from api.auth import ActiveKeys, may_run_open
 from api.docs_ui import install_docs
-from api.errors import install_error_handlers
+from api.errors import ProblemDetails, install_error_handlers
 from api.header_limit import HeaderSizeLimit
 from api.logs import QUEUED_LOGGERS, queued_handlers
 from api.metrics import Metrics
 from api.middleware import BodySizeLimit, RequestMetrics
+from api.openapi_exact import document_exact_values
 from api.openapi_links import document_links
 from api.openapi_problems import document_problems
 from api.openapi_replays import document_replays
@@ -110,7 +111,9 @@ def create_app(settings: Settings, *, clock: Callable[[], datetime] | None = Non
         # A copy: FastAPI caches the document, and a caller (schemathesis) may change
         # what it is given.
         document = copy.deepcopy(original_openapi())
-        return document_links(document_replays(document_problems(document)))
+        document = document_problems(document)
+        document = document_exact_values(document, ROUTERS, ProblemDetails)
+        return document_links(document_replays(document))
 
     app.openapi = openapi  # type: ignore[method-assign]
     return app

@@ -172,23 +172,30 @@ class ProblemDetails(BaseModel):
     model_config = ConfigDict(
         extra="allow",
         json_schema_extra={
-            "example": {
-                "type": "urn:eventledger:problem:insufficient_funds",
-                "title": "Insufficient funds",
-                "status": 422,
-                "detail": "account ... has 100 available and an overdraft limit of 0",
-                "instance": "/v1/transfers",
-                "code": "insufficient_funds",
-            }
+            "examples": [
+                {
+                    "type": "urn:eventledger:problem:insufficient_funds",
+                    "title": "Insufficient funds",
+                    "status": 422,
+                    "detail": "account 0b5c3a4e-6f1e-4d55-9a3b-2f7e0c1d9a10 has 7500 "
+                    "available and an overdraft limit of 0; 10000 requested",
+                    "instance": "/v1/transfers",
+                    "code": "insufficient_funds",
+                    "transfer_id": "3f9d2c1b-8a7e-4b6c-9d5e-1f2a3b4c5d6e",
+                }
+            ]
         },
     )
 
-    type: str
-    title: str
-    status: int
-    detail: str
-    instance: str
-    code: str = Field(description="stable machine-readable error code")
+    type: str = Field(description=f"{PROBLEM_TYPE_PREFIX}<code>: a URI naming the code.")
+    title: str = Field(description="A short summary of the code, the same for every case.")
+    status: int = Field(description="The HTTP status, as on the response.")
+    detail: str = Field(
+        description=f"What went wrong in this case, for people; at most {DETAIL_LENGTH_MAX} "
+        "characters. Never echoes the values you sent."
+    )
+    instance: str = Field(description="The request's path.")
+    code: str = Field(description="Stable machine-readable error code: branch on this.")
 
 
 def problem_for(error_class: type[LedgerError]) -> ProblemKind:

@@ -2,43 +2,36 @@
 
 Requests forbid unknown fields and take amounts as strict JSON integers: a string, a
 float, a boolean, NaN or an exponent is a 422 before the ledger sees it. The ledger
-then checks ranges (1..10**15) and answers ``amount_out_of_range``.
+then checks ranges (1..10**15) and answers ``amount_out_of_range``. The field types,
+their descriptions and limits are in ``api.fields``; the examples in ``api.examples``.
 """
 
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Any
 from uuid import UUID
 
-from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, StringConstraints
+from pydantic import BaseModel, ConfigDict, Field, StrictBool
 
-from api.paging import NEXT_CURSOR_DESCRIPTION
-from domain.ledger import BATCH_SIZE_MAX
-from domain.limits import (
-    METADATA_KEY_LENGTH_MAX,
-    METADATA_KEYS_MAX,
-    METADATA_VALUE_LENGTH_MAX,
-    TEXT_LENGTH_MAX,
+from api import examples
+from api.fields import (
+    ACCOUNT_STATUS,
+    CURRENCY_OUT,
+    METADATA_DESCRIPTION,
+    MINOR_UNITS,
+    POSITION_DESCRIPTION,
+    Amount,
+    ClientId,
+    Currency,
+    Metadata,
+    OverdraftLimit,
+    Text,
+    Timeout,
+    model_examples,
 )
-
-Amount = Annotated[StrictInt, Field(description="minor units (cents), 1..10**15", examples=[2500])]
-Currency = Annotated[
-    str,
-    StringConstraints(min_length=3, max_length=3),
-    Field(description="ISO 4217 code", examples=["USD"]),
-]
-Text = Annotated[str, StringConstraints(max_length=TEXT_LENGTH_MAX)]
-MetadataKey = Annotated[str, StringConstraints(min_length=1, max_length=METADATA_KEY_LENGTH_MAX)]
-MetadataValue = Annotated[str, StringConstraints(max_length=METADATA_VALUE_LENGTH_MAX)]
-Metadata = Annotated[
-    dict[MetadataKey, MetadataValue],
-    Field(max_length=METADATA_KEYS_MAX, examples=[{"order": "A-1001"}]),
-]
-ClientId = Annotated[
-    UUID | None,
-    Field(description="idempotency: the id to create; else from Idempotency-Key, else random"),
-]
+from api.paging import NEXT_CURSOR_DESCRIPTION
+from domain.limits import BATCH_SIZE_MAX, TEXT_LENGTH_MAX, TIMEOUT_SECONDS_MAX
 
 
 class RequestBody(BaseModel):
@@ -46,52 +39,70 @@ class RequestBody(BaseModel):
 
 
 class OpenAccount(RequestBody):
+    model_config = model_examples(examples.OPEN_ACCOUNT)
+
     currency: Currency
-    name: Text = ""
-    overdraft_limit: StrictInt = Field(0, description="how far below zero the balance may go")
-    metadata: Metadata = Field(default_factory=dict)
+    name: Text = Field("", description=f"A name for people, at most {TEXT_LENGTH_MAX} characters.")
+    overdraft_limit: OverdraftLimit = Field(
+        0,
+        description="How far below zero the balance may go, in minor units; 0 (the "
+        "default) lets it reach zero and no further.",
+    )
+    metadata: Metadata = Field(default_factory=dict, description=METADATA_DESCRIPTION)
     id: ClientId = None
 
 
 class UpdateAccount(RequestBody):
-    name: Text | None = None
-    metadata: Metadata | None = Field(None, description="replaces the whole map")
-    overdraft_limit: StrictInt | None = Field(
-        None, description="on its own only: a separate command from name and metadata"
+    model_config = model_examples(examples.UPDATE_ACCOUNT, examples.CHANGE_OVERDRAFT)
+
+    name: Text | None = Field(
+        None, description=f"The new name, at most {TEXT_LENGTH_MAX} characters; null keeps it."
+    )
+    metadata: Metadata | None = Field(
+        None,
+        description="Replaces the whole map (keys left out are removed); null keeps it. "
+        + METADATA_DESCRIPTION,
+    )
+    overdraft_limit: OverdraftLimit | None = Field(
+        None,
+        description="The new overdraft limit in minor units. Sent on its own only: a "
+        "request with it and name or metadata is refused.",
     )
 
 
 class MoveMoney(RequestBody):
+    model_config = model_examples(examples.DEPOSIT)
+
     amount: Amount
-    description: Text = ""
-    metadata: Metadata = Field(default_factory=dict)
+    description: Text = Field(
+        "", description=f"Shown on the statement, at most {TEXT_LENGTH_MAX} characters."
+    )
+    metadata: Metadata = Field(default_factory=dict, description=METADATA_DESCRIPTION)
     id: ClientId = None
 
 
 class CreateTransfer(RequestBody):
-    model_config = ConfigDict(
-        extra="forbid",
-        json_schema_extra={
-            "example": {
-                "from_account": "0b5c3a4e-6f1e-4d55-9a3b-2f7e0c1d9a10",
-                "to_account": "7c2e9f14-3a6b-4c8d-8e1f-5a4b3c2d1e0f",
-                "amount": 2500,
-                "currency": "USD",
-                "description": "rent",
-            }
-        },
-    )
+    model_config = model_examples(examples.CREATE_TRANSFER_NOW, examples.CREATE_TRANSFER)
 
-    from_account: UUID
-    to_account: UUID
+    from_account: UUID = Field(description="The account debited (its id).")
+    to_account: UUID = Field(description="The account credited (its id).")
     amount: Amount
-    currency: Currency
-    description: Text = ""
-    metadata: Metadata = Field(default_factory=dict)
+    currency: Currency = Field(description="Must be the currency of both accounts.")
+    description: Text = Field(
+        "", description=f"Shown on the statements, at most {TEXT_LENGTH_MAX} characters."
+    )
+    metadata: Metadata = Field(default_factory=dict, description=METADATA_DESCRIPTION)
     id: ClientId = None
-    pending: StrictBool = Field(False, description="reserve now, post or void later")
-    timeout_seconds: StrictInt | None = Field(
-        None, description="a pending transfer not posted in time is voided"
+    pending: StrictBool = Field(
+        False,
+        description="True reserves the amount now (status `pending`); post or void it "
+        "later. False (the default) moves the money at once.",
+    )
+    timeout_seconds: Timeout | None = Field(
+        None,
+        description="Pending transfers only (refused otherwise): seconds, 1 to "
+        f"{TIMEOUT_SECONDS_MAX}, after which a transfer not yet posted is voided. Null: it "
+        "waits until posted or voided.",
     )
 
     def batch_item(self, transfer_id: UUID | None) -> dict[str, Any]:
@@ -110,17 +121,39 @@ class CreateTransfer(RequestBody):
 
 
 class CreateBatch(RequestBody):
-    transfers: list[CreateTransfer] = Field(min_length=1, max_length=BATCH_SIZE_MAX)
+    model_config = model_examples(examples.CREATE_BATCH)
+
+    transfers: list[CreateTransfer] = Field(
+        min_length=1,
+        max_length=BATCH_SIZE_MAX,
+        description=f"1 to {BATCH_SIZE_MAX} transfers, applied in order, all or none.",
+    )
 
 
 class PostPending(RequestBody):
-    amount: Amount | None = Field(None, description="at most the pending amount; default all")
+    model_config = model_examples(examples.POST_PENDING)
+
+    amount: Amount | None = Field(
+        None,
+        description="Minor units to capture, at most the pending amount; the rest is "
+        "released. Null or absent: the whole pending amount.",
+    )
 
 
 class ReverseTransfer(RequestBody):
-    amount: Amount | None = Field(None, description="default: all that is left to reverse")
+    model_config = model_examples(examples.REVERSE_TRANSFER)
+
+    amount: Amount | None = Field(
+        None,
+        description="Minor units to send back, at most what is left to reverse. Null or "
+        "absent: all that is left.",
+    )
     id: ClientId = None
-    description: Text | None = None
+    description: Text | None = Field(
+        None,
+        description=f"Shown on the statements, at most {TEXT_LENGTH_MAX} characters; null "
+        "takes the reversed transfer's description.",
+    )
 
 
 class ResponseBody(BaseModel):
@@ -128,72 +161,117 @@ class ResponseBody(BaseModel):
 
 
 class AccountOut(ResponseBody):
-    id: UUID
-    currency: str
-    name: str
-    status: str = Field(description="open | frozen | closed")
-    balance: int
-    available_balance: int
-    pending_debits: int
-    pending_credits: int
-    overdraft_limit: int
-    metadata: dict[str, str]
-    version: int = Field(description="also sent as the ETag header")
-    created_at: datetime
-    updated_at: datetime
-    position: int | None = Field(None, description="log position after this command")
+    model_config = model_examples(examples.ACCOUNT)
+
+    id: UUID = Field(description="The account's id.")
+    currency: str = Field(description=CURRENCY_OUT)
+    name: str = Field(description="The account's name; may be empty.")
+    status: str = Field(description=ACCOUNT_STATUS)
+    balance: int = Field(description=f"{MINOR_UNITS}: posted credits minus posted debits.")
+    available_balance: int = Field(
+        description=f"{MINOR_UNITS}: the balance minus pending debits; what a new debit "
+        "may use, plus the overdraft limit."
+    )
+    pending_debits: int = Field(description=f"{MINOR_UNITS} reserved by pending transfers out.")
+    pending_credits: int = Field(description=f"{MINOR_UNITS} on their way in, still pending.")
+    overdraft_limit: int = Field(description=f"{MINOR_UNITS}: how far below zero it may go.")
+    metadata: dict[str, str] = Field(description="Your key-value strings.")
+    version: int = Field(
+        description="Number of events of the account; also sent as the ETag header, to "
+        "send back as If-Match."
+    )
+    created_at: datetime = Field(description="When it was opened (RFC 3339, UTC).")
+    updated_at: datetime = Field(description="When it last changed (RFC 3339, UTC).")
+    position: int | None = Field(None, description=POSITION_DESCRIPTION)
 
 
 class TransferOut(ResponseBody):
-    id: UUID
-    from_account: UUID
-    to_account: UUID
-    amount: int
-    currency: str
-    status: str = Field(description="posted | pending | voided | rejected")
-    description: str
-    metadata: dict[str, str]
-    created_at: datetime
-    updated_at: datetime
-    position: int | None = Field(None, description="log position after this command")
-    reverses: UUID | None = None
-    reversed_amount: int
-    posted_amount: int
-    pending: bool
-    expires_at: datetime | None = None
-    error_code: str | None = Field(None, description="why a rejected transfer was refused")
-    version: int
+    model_config = model_examples(examples.TRANSFER)
+
+    id: UUID = Field(description="The transfer's id.")
+    from_account: UUID = Field(description="The account debited.")
+    to_account: UUID = Field(description="The account credited.")
+    amount: int = Field(description=f"{MINOR_UNITS}, as requested.")
+    currency: str = Field(description=CURRENCY_OUT)
+    status: str = Field(
+        description="`posted` (money moved), `pending` (reserved), `voided` (released) "
+        "or `rejected` (refused; see error_code)."
+    )
+    description: str = Field(description="As given; may be empty.")
+    metadata: dict[str, str] = Field(description="Your key-value strings.")
+    created_at: datetime = Field(description="When it was requested (RFC 3339, UTC).")
+    updated_at: datetime = Field(description="When it last changed (RFC 3339, UTC).")
+    position: int | None = Field(None, description=POSITION_DESCRIPTION)
+    reverses: UUID | None = Field(
+        None, description="The id of the transfer this one reverses; null if none."
+    )
+    reversed_amount: int = Field(
+        description=f"{MINOR_UNITS} sent back so far by reversals of this transfer."
+    )
+    posted_amount: int = Field(
+        description=f"{MINOR_UNITS} that moved: the amount, or what was captured of a "
+        "pending transfer; 0 while pending, voided or rejected."
+    )
+    pending: bool = Field(description="Whether it was created as a pending transfer.")
+    expires_at: datetime | None = Field(
+        None,
+        description="When a pending transfer not yet posted is voided (RFC 3339, UTC); "
+        "null without a timeout.",
+    )
+    error_code: str | None = Field(
+        None, description="Why a rejected transfer was refused (a problem code); else null."
+    )
+    version: int = Field(description="Number of events of the transfer.")
 
 
 class BatchOut(BaseModel):
-    transfers: list[TransferOut]
-    position: int | None = None
+    model_config = model_examples(examples.BATCH)
+
+    transfers: list[TransferOut] = Field(description="One per item, in the request's order.")
+    position: int | None = Field(None, description=POSITION_DESCRIPTION)
 
 
 class AccountEventOut(ResponseBody):
-    version: int
-    type: str
-    timestamp: datetime
-    data: dict[str, Any]
+    version: int = Field(description="The event's version in the account's stream, from 1.")
+    type: str = Field(
+        description="What happened: Opened, Credited, Debited, DebitReserved, Frozen..."
+    )
+    timestamp: datetime = Field(description="When it was recorded (RFC 3339, UTC).")
+    data: dict[str, Any] = Field(
+        description="The event's fields as stored; amounts in minor units."
+    )
 
 
 class AccountEventsPage(BaseModel):
-    items: list[AccountEventOut]
+    model_config = model_examples(examples.ACCOUNT_EVENTS)
+
+    items: list[AccountEventOut] = Field(description="Events, oldest first.")
     next_cursor: str | None = Field(description=NEXT_CURSOR_DESCRIPTION)
 
 
 class BalanceOut(ResponseBody):
-    account_id: UUID
-    currency: str
-    version: int
-    timestamp: datetime
-    balance: int
-    available_balance: int
-    pending_debits: int
-    pending_credits: int
-    status: str
+    model_config = model_examples(examples.BALANCE)
+
+    account_id: UUID = Field(description="The account's id.")
+    currency: str = Field(description=CURRENCY_OUT)
+    version: int = Field(description="The account's version at that point.")
+    timestamp: datetime = Field(description="When that version was recorded (RFC 3339, UTC).")
+    balance: int = Field(description=f"{MINOR_UNITS}: posted credits minus posted debits.")
+    available_balance: int = Field(description=f"{MINOR_UNITS}: the balance minus pending debits.")
+    pending_debits: int = Field(description=f"{MINOR_UNITS} reserved by pending transfers out.")
+    pending_credits: int = Field(description=f"{MINOR_UNITS} on their way in, still pending.")
+    status: str = Field(description=ACCOUNT_STATUS)
 
 
 class Health(BaseModel):
-    status: str
-    position: int | None = None
+    model_config = model_examples(examples.HEALTH, examples.READY)
+
+    status: str = Field(
+        description="`ok` from /healthz (the process is up), `ready` from /readyz (the "
+        "event store answers)."
+    )
+    position: int | None = Field(
+        None,
+        description="The log's head position; null from /healthz, and from /readyz "
+        "without read access.",
+    )

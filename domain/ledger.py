@@ -46,7 +46,13 @@ from domain.errors import (
     TransferRejected,
     VersionMismatch,
 )
-from domain.limits import check_metadata, check_text
+from domain.limits import (
+    BATCH_SIZE_MAX,
+    EVENTS_PAGE_SIZE_MAX,
+    OVERDRAFT_LIMIT_MAX,
+    check_metadata,
+    check_text,
+)
 from domain.money import check_amount, check_currency, world_account_id
 from domain.results import AccountEvent, AccountView, BalanceAt, TransferView
 from domain.rules import (
@@ -73,8 +79,6 @@ logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
-BATCH_SIZE_MAX = 1000
-EVENTS_PAGE_SIZE_MAX = 1000
 BACKOFF_SECONDS_MAX = 0.1
 
 
@@ -680,7 +684,7 @@ def store_unavailable(error: PersistenceError) -> ServiceUnavailable:
 
 
 def _checked_limit(overdraft_limit: int) -> int:
-    if not isinstance(overdraft_limit, int) or not 0 <= overdraft_limit <= 2**63 - 1:
+    if not isinstance(overdraft_limit, int) or not 0 <= overdraft_limit <= OVERDRAFT_LIMIT_MAX:
         raise InvalidRequest("overdraft_limit must be an integer >= 0")
     return overdraft_limit
 

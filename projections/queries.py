@@ -17,12 +17,12 @@ from typing import Any
 from uuid import UUID
 
 from domain.errors import AccountNotFound, InvalidRequest, LedgerError
+from domain.limits import VIEW_PAGE_SIZE_MAX
 from infrastructure.views import ViewStore, ViewTransaction
 from projections.balances import COLUMNS as BALANCE_COLUMNS
 from projections.base import REBUILD_TRACKING_SUFFIX, create_tables
 from projections.catalog import all_projections
 
-PAGE_SIZE_MAX = 1000
 WAIT_SECONDS_MAX = 30.0
 WAIT_INTERVAL_SECONDS = 0.01
 STATUSES = ("open", "frozen", "closed")
@@ -252,8 +252,8 @@ class ReadModels:
 
 
 def _check_limit(limit: int) -> None:
-    if not 1 <= limit <= PAGE_SIZE_MAX:
-        raise InvalidRequest(f"limit must be 1..{PAGE_SIZE_MAX}")
+    if not 1 <= limit <= VIEW_PAGE_SIZE_MAX:
+        raise InvalidRequest(f"limit must be 1..{VIEW_PAGE_SIZE_MAX}")
 
 
 _POSITION_CURSOR = re.compile("[0-9]{1,19}")

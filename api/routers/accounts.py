@@ -6,7 +6,6 @@
 from __future__ import annotations
 
 from typing import Annotated
-from uuid import UUID
 
 from fastapi import APIRouter, Query, Request, Response
 from pydantic import AwareDatetime
@@ -23,6 +22,7 @@ from api.deps import (
 )
 from api.errors import Problem
 from api.paging import PAGE_SIZE_DEFAULT, CursorQuery, limit_query
+from api.parameters import AccountIdPath
 from api.schemas import (
     AccountEventsPage,
     AccountOut,
@@ -32,7 +32,7 @@ from api.schemas import (
     TransferOut,
     UpdateAccount,
 )
-from domain.ledger import EVENTS_PAGE_SIZE_MAX
+from domain.limits import EVENTS_PAGE_SIZE_MAX
 from domain.results import AccountView, BalanceAt, TransferView
 from projections.queries import parse_position_cursor
 
@@ -68,7 +68,7 @@ def open_account(
     dependencies=[ReadAccess],
     summary="Current state, replayed from the event store",
 )
-def get_account(account_id: UUID, response: Response, ledger: LedgerDep) -> AccountView:
+def get_account(account_id: AccountIdPath, response: Response, ledger: LedgerDep) -> AccountView:
     return answer_account(response, ledger.get_account(account_id))
 
 
@@ -79,7 +79,7 @@ def get_account(account_id: UUID, response: Response, ledger: LedgerDep) -> Acco
     summary="Change name and/or metadata, or the overdraft limit",
 )
 def update_account(
-    account_id: UUID,
+    account_id: AccountIdPath,
     body: UpdateAccount,
     response: Response,
     ledger: LedgerDep,
@@ -109,7 +109,7 @@ def _lifecycle_route(name: str, summary: str) -> None:
         name=f"{name}_account",
     )
     def command(
-        account_id: UUID,
+        account_id: AccountIdPath,
         response: Response,
         ledger: LedgerDep,
         expected_version: ExpectedVersionDep,
@@ -139,7 +139,7 @@ def _money_route(path: str, name: str, summary: str) -> None:
         name=name,
     )
     def command(
-        account_id: UUID,
+        account_id: AccountIdPath,
         body: MoveMoney,
         request: Request,
         response: Response,
@@ -164,7 +164,7 @@ _money_route("withdrawals", "withdraw", "Move money out to the world account")
     summary="Raw stored events of the account, oldest first",
 )
 def account_events(
-    account_id: UUID,
+    account_id: AccountIdPath,
     ledger: LedgerDep,
     cursor: CursorQuery = None,
     limit: Annotated[int, limit_query(EVENTS_PAGE_SIZE_MAX)] = PAGE_SIZE_DEFAULT,
@@ -186,9 +186,18 @@ def account_events(
     summary="Balance at a point in time (?at=RFC 3339) or at a version (?version=N)",
 )
 def balance_at(
-    account_id: UUID,
+    account_id: AccountIdPath,
     ledger: LedgerDep,
-    at: Annotated[AwareDatetime | None, Query(description="e.g. 2026-01-31T23:59:59Z")] = None,
-    version: Annotated[int | None, Query(ge=1, le=VERSION_MAX)] = None,
+    at: Annotated[
+        AwareDatetime | None,
+        Query(
+            description="A moment, RFC 3339 with its offset, e.g. 2026-01-31T23:59:59Z: "
+            "the balance after the last event recorded at or before it."
+        ),
+    ] = None,
+    version: Annotated[
+        int | None,
+        Query(ge=1, le=VERSION_MAX, description="The account's version, from 1 (its ETag)."),
+    ] = None,
 ) -> BalanceAt:
     return ledger.balance_at(account_id, version=version, at=at)

@@ -10,13 +10,16 @@ from __future__ import annotations
 import threading
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Body, Depends, Request
 from pydantic import BaseModel, Field
 
+from api import examples
 from api.auth import AuditAccess
 from api.errors import Problem
+from api.fields import model_examples
 from projections.audit import Audit
 from projections.audit.hashing import ALGORITHM, parse_digest
+from projections.audit.problems import PROBLEMS_MAX
 
 router = APIRouter(tags=["audit"])
 
@@ -42,41 +45,54 @@ VerifyLockDep = Annotated[threading.Lock, Depends(get_verify_lock)]
 
 
 class DigestOut(BaseModel):
-    position: int = Field(description="log position of the last event the chain covers")
-    hash: str = Field(description="the chain hash after that event, 64 hex digits")
-    algorithm: str = Field(description=f"always {ALGORITHM!r}; see the README")
-    events: int = Field(description="how many events the chain covers")
-    digest: str = Field(description="HASH@POSITION, to keep outside the database")
+    model_config = model_examples(examples.DIGEST)
+
+    position: int = Field(description="Log position of the last event the chain covers.")
+    hash: str = Field(description="The chain hash after that event, 64 hex digits.")
+    algorithm: str = Field(description=f"Always {ALGORITHM!r}; see the README.")
+    events: int = Field(description="How many events the chain covers.")
+    digest: str = Field(
+        description="HASH@POSITION: keep it outside the database, and pass it to a later "
+        "verify to prove nothing before that position was changed."
+    )
 
 
 class VerifyIn(BaseModel):
+    model_config = model_examples(examples.VERIFY_IN)
+
     digest: str | None = Field(
         None,
         pattern=DIGEST_PATTERN,
-        description="HASH@POSITION from an earlier digest, kept outside the database",
+        description="HASH@POSITION from an earlier digest, kept outside the database; "
+        "null checks the chain against itself only.",
     )
 
 
 class ChainHeadOut(BaseModel):
-    position: int
-    hash: str
-    algorithm: str
+    position: int = Field(description="Log position of the last event checked.")
+    hash: str = Field(description="The chain hash after that event, 64 hex digits.")
+    algorithm: str = Field(description=f"Always {ALGORITHM!r}.")
 
 
 class ProblemOut(BaseModel):
     check: str = Field(description=CHECK_DESCRIPTION)
-    position: int | None = Field(description="first log position where it shows")
-    account_id: str | None
-    detail: str
+    position: int | None = Field(description="First log position where it shows.")
+    account_id: str | None = Field(description="The account concerned; null if none.")
+    detail: str = Field(description="What is wrong, for people.")
 
 
 class VerifyOut(BaseModel):
-    ok: bool
-    events_checked: int
-    head: ChainHeadOut
-    problems: list[ProblemOut] = Field(description="sorted by position; at most 1000")
-    problems_dropped: int
-    checks: list[str]
+    model_config = model_examples(examples.VERIFY)
+
+    ok: bool = Field(description="True when every check passed.")
+    events_checked: int = Field(description="How many stored events were read.")
+    head: ChainHeadOut = Field(description="The chain recomputed from the stored events.")
+    problems: list[ProblemOut] = Field(description=f"Sorted by position; at most {PROBLEMS_MAX}.")
+    problems_dropped: int = Field(description=f"Problems found beyond the {PROBLEMS_MAX} listed.")
+    checks: list[str] = Field(description="The checks that ran, with a note where one was skipped.")
+
+
+VerifyBody = Annotated[VerifyIn | None, Body(examples=[examples.VERIFY_IN])]
 
 
 @router.get(
@@ -95,7 +111,7 @@ def audit_digest(audit: AuditDep) -> DigestOut:
     dependencies=[AuditAccess],
     summary="Recompute the chain from the stored events and check every invariant",
 )
-def audit_verify(audit: AuditDep, lock: VerifyLockDep, body: VerifyIn | None = None) -> VerifyOut:
+def audit_verify(audit: AuditDep, lock: VerifyLockDep, body: VerifyBody = None) -> VerifyOut:
     digest = None if body is None or body.digest is None else parse_digest(body.digest)
     if not lock.acquire(blocking=False):
         raise Problem(409, "conflict", "a verification is already running; try again later")

@@ -16,12 +16,16 @@ from uuid import UUID
 from fastapi import APIRouter, Depends, Query, Request
 from pydantic import BaseModel, ConfigDict, Field
 
+from api import examples
 from api.auth import ReadAccess
 from api.deps import SettingsDep
 from api.errors import Problem
+from api.fields import ACCOUNT_STATUS, CURRENCY_OUT, MINOR_UNITS, model_examples
 from api.paging import NEXT_CURSOR_DESCRIPTION, PAGE_SIZE_DEFAULT, CursorQuery, limit_query
+from api.parameters import AccountIdPath
+from domain.limits import VIEW_PAGE_SIZE_MAX
 from infrastructure.settings import Settings
-from projections.queries import PAGE_SIZE_MAX, ReadModels, ViewBehind
+from projections.queries import ReadModels, ViewBehind
 
 router = APIRouter(tags=["read models"])
 
@@ -37,9 +41,16 @@ async def get_read_models(request: Request) -> ReadModels:
 ReadModelsDep = Annotated[ReadModels, Depends(get_read_models)]
 MinPositionQuery = Annotated[
     int | None,
-    Query(ge=0, le=POSITION_MAX, description="Wait until the view has reached this position."),
+    Query(
+        ge=0,
+        le=POSITION_MAX,
+        description="The `position` of one of your commands' answers: the view is read "
+        "once it has applied the log up to there (read your writes). If it has not "
+        "within a bounded wait, the answer is 503 `view_behind` with Retry-After; a "
+        "position past the log's head is 422.",
+    ),
 ]
-LimitQuery = Annotated[int, limit_query(PAGE_SIZE_MAX)]
+LimitQuery = Annotated[int, limit_query(VIEW_PAGE_SIZE_MAX)]
 
 
 class Body(BaseModel):
@@ -47,55 +58,71 @@ class Body(BaseModel):
 
 
 class AccountRowOut(Body):
-    id: UUID
-    currency: str
-    name: str
-    status: str = Field(description="open | frozen | closed")
-    is_world: bool
-    balance: int
-    available_balance: int
-    pending_debits: int
-    pending_credits: int
-    overdraft_limit: int
-    metadata: dict[str, str]
-    version: int
-    created_at: datetime
-    updated_at: datetime
+    id: UUID = Field(description="The account's id.")
+    currency: str = Field(description=CURRENCY_OUT)
+    name: str = Field(description="The account's name; `world:<currency>` for a world account.")
+    status: str = Field(description=ACCOUNT_STATUS)
+    is_world: bool = Field(
+        description="Whether this is the world account of its currency, through which "
+        "deposits enter and withdrawals leave (its balance is minus all money in)."
+    )
+    balance: int = Field(description=f"{MINOR_UNITS}: posted credits minus posted debits.")
+    available_balance: int = Field(description=f"{MINOR_UNITS}: the balance minus pending debits.")
+    pending_debits: int = Field(description=f"{MINOR_UNITS} reserved by pending transfers out.")
+    pending_credits: int = Field(description=f"{MINOR_UNITS} on their way in, still pending.")
+    overdraft_limit: int = Field(description=f"{MINOR_UNITS}: how far below zero it may go.")
+    metadata: dict[str, str] = Field(description="Your key-value strings.")
+    version: int = Field(description="Number of events of the account (its ETag).")
+    created_at: datetime = Field(description="When it was opened (RFC 3339, UTC).")
+    updated_at: datetime = Field(description="When it last changed (RFC 3339, UTC).")
 
 
 class AccountListOut(Body):
-    items: list[AccountRowOut]
+    model_config = model_examples(examples.ACCOUNT_LIST)
+
+    items: list[AccountRowOut] = Field(description="Accounts ordered by id.")
     next_cursor: str | None = Field(description=NEXT_CURSOR_DESCRIPTION)
-    position: int = Field(description="the balances view's log position")
+    position: int = Field(
+        description="The log position the balances view has applied: the list is as of then."
+    )
 
 
 class PostingOut(Body):
-    position: int
-    transfer_id: UUID
-    amount: int = Field(description="signed minor units: credits > 0, debits < 0")
-    balance_after: int
-    timestamp: datetime
-    description: str
+    position: int = Field(description="The log position of the posting.")
+    transfer_id: UUID = Field(description="The transfer that moved the money.")
+    amount: int = Field(description="Signed minor units: credits > 0, debits < 0.")
+    balance_after: int = Field(description=f"{MINOR_UNITS}: the balance after this posting.")
+    timestamp: datetime = Field(description="When it was recorded (RFC 3339, UTC).")
+    description: str = Field(description="The transfer's description; may be empty.")
 
 
 class StatementOut(Body):
-    account_id: UUID
-    currency: str
-    items: list[PostingOut]
+    model_config = model_examples(examples.STATEMENT)
+
+    account_id: UUID = Field(description="The account's id.")
+    currency: str = Field(description=CURRENCY_OUT)
+    items: list[PostingOut] = Field(description="Postings, oldest first.")
     next_cursor: str | None = Field(description=NEXT_CURSOR_DESCRIPTION)
-    position: int = Field(description="the statements view's log position")
+    position: int = Field(
+        description="The log position the statements view has applied: the statement is as of then."
+    )
 
 
 class ProjectionOut(Body):
-    name: str
-    position: int
-    head: int
-    lag: int
-    rebuilding: int | None = Field(description="position of an unfinished rebuild")
+    name: str = Field(description="The view: balances, statements or totals.")
+    position: int = Field(description="The log position the view has applied.")
+    head: int = Field(description="The log's last position.")
+    lag: int = Field(description="How far behind the head the view is: head minus position.")
+    rebuilding: int | None = Field(
+        description="Position reached by an unfinished rebuild (running or interrupted); "
+        "null when there is none."
+    )
 
 
 class ProjectionsOut(Body):
-    projections: list[ProjectionOut]
+    model_config = model_examples(examples.PROJECTIONS)
+
+    projections: list[ProjectionOut] = Field(description="One per view.")
 
 
 def wait_for_views(
@@ -134,8 +161,14 @@ def wait_for_views(
 def list_accounts(
     read_models: ReadModelsDep,
     settings: SettingsDep,
-    currency: Annotated[str | None, Query(pattern="^[A-Z]{3}$")] = None,
-    status: Annotated[str | None, Query(pattern="^(open|frozen|closed)$")] = None,
+    currency: Annotated[
+        str | None,
+        Query(pattern="^[A-Z]{3}$", description="Only accounts of this ISO 4217 currency."),
+    ] = None,
+    status: Annotated[
+        str | None,
+        Query(pattern="^(open|frozen|closed)$", description="Only accounts in this status."),
+    ] = None,
     cursor: CursorQuery = None,
     limit: LimitQuery = PAGE_SIZE_DEFAULT,
     min_position: MinPositionQuery = None,
@@ -152,7 +185,7 @@ def list_accounts(
     summary="Postings of an account with the balance after each, oldest first",
 )
 def account_statement(
-    account_id: UUID,
+    account_id: AccountIdPath,
     read_models: ReadModelsDep,
     settings: SettingsDep,
     cursor: CursorQuery = None,

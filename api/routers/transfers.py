@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-from uuid import UUID
 
 from fastapi import APIRouter, Request, Response
 
@@ -19,11 +18,11 @@ from api.deps import (
 )
 from api.idempotency import settlement_request_id
 from api.metrics import Metrics
+from api.parameters import PostPendingBody, ReverseTransferBody, TransferIdPath
 from api.schemas import (
     BatchOut,
     CreateBatch,
     CreateTransfer,
-    PostPending,
     ReverseTransfer,
     TransferOut,
 )
@@ -110,7 +109,7 @@ def create_batch(
     dependencies=[ReadAccess],
     summary="State of a transfer (including rejected attempts)",
 )
-def get_transfer(transfer_id: UUID, ledger: LedgerDep) -> TransferView:
+def get_transfer(transfer_id: TransferIdPath, ledger: LedgerDep) -> TransferView:
     return ledger.get_transfer(transfer_id)
 
 
@@ -131,12 +130,12 @@ SETTLEMENT_REPLAY = (
     description=SETTLEMENT_REPLAY,
 )
 def post_pending(
-    transfer_id: UUID,
+    transfer_id: TransferIdPath,
     response: Response,
     ledger: LedgerDep,
     metrics: MetricsDep,
     idempotency_key: IdempotencyKeyDep,
-    body: PostPending | None = None,
+    body: PostPendingBody = None,
 ) -> TransferView:
     amount = body.amount if body else None
     view = ledger.post_pending(transfer_id, amount, settlement_request_id(idempotency_key))
@@ -152,7 +151,7 @@ def post_pending(
     description=SETTLEMENT_REPLAY + " A void after the timeout voided it is a replay.",
 )
 def void_pending(
-    transfer_id: UUID,
+    transfer_id: TransferIdPath,
     response: Response,
     ledger: LedgerDep,
     idempotency_key: IdempotencyKeyDep,
@@ -180,13 +179,13 @@ def answer_settlement(
     summary="Post a compensating transfer linked by `reverses`",
 )
 def reverse_transfer(
-    transfer_id: UUID,
+    transfer_id: TransferIdPath,
     request: Request,
     response: Response,
     ledger: LedgerDep,
     metrics: MetricsDep,
     idempotency_key: IdempotencyKeyDep,
-    body: ReverseTransfer | None = None,
+    body: ReverseTransferBody = None,
 ) -> TransferView:
     body = body or ReverseTransfer()
     reversal_id = request.state.transfer_id = command_id(body.id, idempotency_key)

@@ -6,21 +6,28 @@ request input without its limits as schema constraints; a documented problem cod
 the operation cannot answer (a 404 on an operation without an id, a 412 without
 If-Match, a 413 without a body...), checked against what the document itself says the
 operation takes; a word of our internals (``app.state``...) in any text; a list that is
-not ``{items, next_cursor}`` with ``cursor`` and ``limit``. What each operation can
+not ``{items, next_cursor}`` with ``cursor`` and ``limit``; an example its own schema
+refuses; an integer bound written as a float. It then sends the documented bounds of
+``timeout_seconds``, ``overdraft_limit`` and amounts to an app: the limit is taken, one
+past it refused (amounts with their own code, ``amount_out_of_range``). What each operation can
 answer is kept in one table, ``api.openapi_problems.OPERATION_CODES``; the fuzz test
 checks the other direction (every answer's code is in the document).
 """
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from fastapi.testclient import TestClient
+from jsonschema import Draft202012Validator, FormatChecker
 
 from api.app import create_app
 from api.openapi_problems import OPERATION_CODES, status_and_title
 from infrastructure.settings import Settings
+from tests.api.support import assert_problem, funded_account, open_account, transfer
 
 INTERNAL_WORDS = (
     "app.state",
@@ -37,13 +44,17 @@ INTERNAL_WORDS = (
 # Codes about one transfer or one account: only where the path names it.
 TRANSFER_CODES = {"transfer_not_pending", "pending_expired", "transfer_not_posted"}
 ACCOUNT_CODES = {"account_not_empty", "version_mismatch"}
-# Issue 17 item 6, not finished: these checks fail today and name what is missing.
-UNFINISHED = "descriptions, examples and schema limits are not on every field yet"
 
 
 @pytest.fixture(scope="module")
 def document() -> dict[str, Any]:
     return create_app(Settings(database_url="memory://")).openapi()
+
+
+@pytest.fixture(scope="module")
+def client() -> Iterator[TestClient]:
+    with TestClient(create_app(Settings(database_url="memory://"))) as client:
+        yield client
 
 
 def operations(document: dict[str, Any]) -> Iterator[tuple[str, str, dict[str, Any]]]:
@@ -135,7 +146,6 @@ def names_other_ids(document: dict[str, Any], operation: dict[str, Any]) -> bool
 
 
 class TestDescriptions:
-    @pytest.mark.xfail(reason=UNFINISHED, strict=True)
     def test_every_schema_property_has_a_description(self, document: dict[str, Any]) -> None:
         missing = [
             f"{where}.{name}"
@@ -145,7 +155,6 @@ class TestDescriptions:
         ]
         assert missing == []
 
-    @pytest.mark.xfail(reason=UNFINISHED, strict=True)
     def test_every_parameter_has_a_description(self, document: dict[str, Any]) -> None:
         missing = [
             f"{method} {path} {parameter['name']}"
@@ -177,7 +186,6 @@ def strings(value: Any) -> Iterator[str]:
 
 
 class TestExamples:
-    @pytest.mark.xfail(reason=UNFINISHED, strict=True)
     def test_every_request_and_response_body_has_an_example(self, document: dict[str, Any]) -> None:
         missing = [
             where
@@ -187,9 +195,57 @@ class TestExamples:
         ]
         assert missing == []
 
+    def test_every_example_is_valid_against_its_own_schema(self, document: dict[str, Any]) -> None:
+        invalid = [
+            f"{where}: {error.message[:120]}"
+            for where, schema, example in examples(document)
+            for error in validator(document, schema).iter_errors(example)
+        ]
+        assert invalid == []
+
+    def test_a_wrong_example_is_found(self, document: dict[str, Any]) -> None:
+        """The walk above reaches the examples it must judge: a broken one fails."""
+        broken = copy.deepcopy(document)
+        account = broken["components"]["schemas"]["AccountOut"]
+        account["examples"] = [{**account["examples"][0], "id": "not-a-uuid"}]
+        found = [
+            where
+            for where, schema, example in examples(broken)
+            if not validator(broken, schema).is_valid(example)
+        ]
+        assert found == ["AccountOut"]
+
+
+def validator(document: dict[str, Any], schema: dict[str, Any]) -> Draft202012Validator:
+    """Validates against ``schema`` with the document's components, formats included."""
+    root = {**schema, "components": document["components"]}
+    return Draft202012Validator(root, format_checker=FormatChecker())
+
+
+def examples(document: dict[str, Any]) -> Iterator[tuple[str, dict[str, Any], Any]]:
+    """(where, schema, example) for every example in the document: a schema's own
+    ``examples``, at any depth, and a body's ``example`` or ``examples``."""
+    for where, schema in all_schemas(document):
+        for example in schema.get("examples", []):
+            yield where, schema, example
+    for where, media in request_and_response_media(document):
+        schema = media["schema"]
+        for part in subschemas(schema):
+            for example in part.get("examples", []) if "$ref" not in part else []:
+                yield where, part, example
+        if "example" in media:
+            yield where, schema, media["example"]
+        for named in media.get("examples", {}).values():
+            yield where, schema, named["value"]
+
+
+def request_and_response_media(document: dict[str, Any]) -> Iterator[tuple[str, dict[str, Any]]]:
+    for where, media in bodies(document):
+        if media.get("schema"):
+            yield where, media
+
 
 class TestLimits:
-    @pytest.mark.xfail(reason=UNFINISHED, strict=True)
     def test_every_request_input_is_bounded_in_the_schema(self, document: dict[str, Any]) -> None:
         unbounded = []
         for method, path, operation in operations(document):
@@ -203,7 +259,6 @@ class TestLimits:
                         unbounded.append(f"{method} {path} {name}: {part}")
         assert unbounded == []
 
-    @pytest.mark.xfail(reason=UNFINISHED, strict=True)
     def test_timeout_seconds_amounts_and_page_sizes_carry_their_limits(
         self, document: dict[str, Any]
     ) -> None:
@@ -214,6 +269,78 @@ class TestLimits:
         events = document["paths"]["/v1/accounts/{account_id}/events"]["get"]["parameters"]
         limit = next(p for p in events if p["name"] == "limit")["schema"]
         assert (limit["minimum"], limit["maximum"]) == (1, 1000)
+
+    def test_integer_bounds_are_written_as_integers(self, document: dict[str, Any]) -> None:
+        """Not 1.0, nor 9.223372036854776e18 for 2**63 - 1 (a float cannot hold it)."""
+        floats = [
+            f"{where}: {keyword}={part[keyword]!r}"
+            for where, schema in all_schemas(document)
+            for part in subschemas(schema)
+            if part.get("type") == "integer"
+            for keyword in ("minimum", "maximum")
+            if keyword in part and not isinstance(part[keyword], int)
+        ]
+        assert floats == []
+
+
+class TestDocumentedLimitsAreTheAnswers:
+    """A documented bound is the one the API keeps: the limit itself is taken, one
+    past it refused; an amount past its bound keeps its own code."""
+
+    def test_timeout_seconds_from_its_minimum_to_its_maximum(
+        self, document: dict[str, Any], client: TestClient
+    ) -> None:
+        create = document["components"]["schemas"]["CreateTransfer"]["properties"]
+        low, high = integer_bounds(create["timeout_seconds"])
+        alice, bob = funded_account(client, 10), open_account(client)
+        for timeout_seconds, status in ((low - 1, 422), (low, 201), (high, 201), (high + 1, 422)):
+            answer = transfer(client, alice, bob, 1, pending=True, timeout_seconds=timeout_seconds)
+            if status == 422:
+                assert_problem(answer, 422, "validation_error")
+            else:
+                assert answer.status_code == 201, answer.text
+
+    def test_overdraft_limit_from_zero_to_its_maximum(
+        self, document: dict[str, Any], client: TestClient
+    ) -> None:
+        schemas = document["components"]["schemas"]
+        low, high = integer_bounds(schemas["OpenAccount"]["properties"]["overdraft_limit"])
+        assert (low, high) == integer_bounds(
+            schemas["UpdateAccount"]["properties"]["overdraft_limit"]
+        )
+        assert low == 0
+        for limit, status in ((low - 1, 422), (low, 201), (high, 201), (high + 1, 422)):
+            answer = client.post("/v1/accounts", json={"currency": "USD", "overdraft_limit": limit})
+            if status == 422:
+                assert_problem(answer, 422, "validation_error")
+            else:
+                assert answer.json()["overdraft_limit"] == limit
+        account = open_account(client)
+        assert_problem(
+            client.patch(f"/v1/accounts/{account}", json={"overdraft_limit": high + 1}),
+            422,
+            "validation_error",
+        )
+        changed = client.patch(f"/v1/accounts/{account}", json={"overdraft_limit": high})
+        assert changed.json()["overdraft_limit"] == high
+
+    def test_an_amount_past_its_documented_bounds_is_amount_out_of_range(
+        self, document: dict[str, Any], client: TestClient
+    ) -> None:
+        move = document["components"]["schemas"]["MoveMoney"]["properties"]
+        low, high = integer_bounds(move["amount"])
+        account = open_account(client)
+        url = f"/v1/accounts/{account}/deposits"
+        for amount in (low - 1, high + 1):
+            answer = client.post(url, json={"amount": amount})
+            assert_problem(answer, 422, "amount_out_of_range")
+        assert client.post(url, json={"amount": high}).status_code == 201
+        assert client.post(url, json={"amount": low}).status_code == 201
+
+
+def integer_bounds(schema: dict[str, Any]) -> tuple[int, int]:
+    (integer,) = [part for part in subschemas(schema) if part.get("type") == "integer"]
+    return integer["minimum"], integer["maximum"]
 
 
 def bounded(schema: dict[str, Any]) -> bool:
