@@ -9,7 +9,6 @@ from typing import Annotated, Any
 from uuid import UUID
 
 import typer
-from pydantic import ValidationError
 
 from api.cli_support import (
     DatabaseOption,
@@ -20,7 +19,6 @@ from api.cli_support import (
     render_transfer,
     stdout,
 )
-from api.schemas import CreateBatch
 
 BATCH_FILE_SIZE_MAX_BYTES = 4 * 1024 * 1024
 
@@ -81,6 +79,10 @@ def batch(
 
 def read_batch_file(file: Path) -> list[dict[str, Any]]:
     """The batch's items, validated like the HTTP body; one clear line if not."""
+    from pydantic import ValidationError
+
+    from api.schemas import CreateBatch
+
     try:
         if file.stat().st_size > BATCH_FILE_SIZE_MAX_BYTES:
             raise fail(f"{file} is larger than {BATCH_FILE_SIZE_MAX_BYTES} bytes", 2)
