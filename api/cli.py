@@ -26,6 +26,7 @@ from api.cli_support import (
     ledger_typer,
     load_settings,
     open_ledger,
+    open_views,
     render_transfer,
     stdout,
 )
@@ -164,14 +165,12 @@ def accounts_list(
     as_json: JsonOption = False,
 ) -> None:
     """List accounts from the balances view, brought up to date with the log first."""
-    from infrastructure.views import ViewStore
     from projections.catalog import select_projections
     from projections.follower import follower_for
     from projections.queries import ReadModels
 
     with open_ledger(database) as ledger:
-        settings = load_settings(database_url=database)
-        store = ViewStore.from_settings(settings)
+        store = open_views(load_settings(database_url=database))
         try:
             follower_for(ledger, store, select_projections(["balances"])).catch_up()
             page = ReadModels(store, ledger.head_position).list_accounts(

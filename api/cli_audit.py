@@ -22,6 +22,7 @@ from api.cli_support import (
     ledger_typer,
     load_settings,
     open_store,
+    open_views,
     stderr,
     stdout,
 )
@@ -48,14 +49,13 @@ def open_audit(database: str | None) -> Iterator[Audit]:
     from eventsourcing.persistence import PersistenceError
 
     from infrastructure.persistence import build_ledger
-    from infrastructure.views import ViewStore
     from projections.audit import Audit
 
     settings = load_settings(database_url=database)
     ledger = open_store(settings, build_ledger, create=False)
     views = None
     try:
-        views = ViewStore.from_settings(settings)
+        views = open_views(settings)
         yield Audit(ledger, views)
     except PersistenceError as error:
         raise _fail(f"storage error: {error}", 1) from None

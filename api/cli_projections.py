@@ -29,6 +29,7 @@ from api.cli_support import (
     ledger_typer,
     load_settings,
     open_store,
+    open_views,
     stderr,
     stdout,
 )
@@ -82,7 +83,7 @@ def _open(settings: Settings, *, create: bool) -> Iterator[tuple[Ledger, ViewSto
     ledger, and views that were never built; ``run`` and ``rebuild`` create both."""
     from infrastructure.persistence import build_ledger
     from infrastructure.store_presence import VIEWS_TABLE, has_table, location
-    from infrastructure.views import ViewStore, views_database
+    from infrastructure.views import views_database
 
     if settings.database.kind == "memory":
         raise fail("memory:// lives inside one process; use sqlite:/// or postgresql://", 2)
@@ -99,7 +100,7 @@ def _open(settings: Settings, *, create: bool) -> Iterator[tuple[Ledger, ViewSto
                     "(or `serve`, `projections run`) builds them",
                     EXIT_STORE,
                 )
-            store = ViewStore.from_settings(settings)
+        store = open_views(settings)
     except BaseException:
         ledger.close()
         raise

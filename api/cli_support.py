@@ -30,6 +30,7 @@ if TYPE_CHECKING:
     from domain.ledger import Ledger
     from infrastructure.api_keys import KeyStore
     from infrastructure.settings import DatabaseUrl, Settings
+    from infrastructure.views import ViewStore
 
 EXIT_REFUSED = 1
 EXIT_USAGE = 2
@@ -149,6 +150,19 @@ def open_store(settings: Settings, build: Callable[[Settings], T], *, create: bo
     if missing:
         stderr.print(f"created a new ledger at {location(database)}", highlight=False)
     return built
+
+
+def open_views(settings: Settings) -> ViewStore:
+    """The read models beside (or named for) the ledger at ``settings``; a views
+    database that cannot be opened is one line, exit 3, as the events' is."""
+    from infrastructure.views import ViewStore, views_database
+
+    try:
+        database = views_database(settings)
+    except ValueError as error:
+        raise fail(str(error), EXIT_USAGE) from None
+    with cannot_open(database):
+        return ViewStore.from_settings(settings)
 
 
 def ledger_keys(settings: Settings) -> KeyStore:

@@ -184,3 +184,18 @@ def test_serve_creates_the_ledger_before_it_checks_the_keys(tmp_path: Path) -> N
     assert "no API key exists" in result.stderr
     shown = CliRunner().invoke(app, ["accounts", "list", "--database", database])
     assert shown.exit_code == 0, shown.output
+
+
+@pytest.mark.parametrize(
+    "arguments",
+    [["accounts", "list"], ["projections", "status"], ["audit", "digest"]],
+    ids=" ".join,
+)
+def test_views_that_cannot_be_opened_are_one_line(arguments: list[str], tmp_path: Path) -> None:
+    database = f"sqlite:///{tmp_path / 'ledger.db'}"
+    assert (
+        CliRunner().invoke(app, ["accounts", "open", "USD", "--database", database]).exit_code == 0
+    )
+    (tmp_path / "ledger.views.db").mkdir()  # where the views would be: a folder
+    result = invoke(arguments, database, tmp_path)
+    assert_one_line_error(result, f"error: cannot open sqlite:///{tmp_path / 'ledger.views.db'}: ")
