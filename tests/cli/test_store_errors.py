@@ -111,12 +111,7 @@ def test_a_postgresql_schema_without_a_ledger_is_refused_and_not_created(
 ) -> None:
     result = invoke(arguments, fresh_postgres_url, tmp_path)
     assert_one_line_error(result, f"error: no ledger at {fresh_postgres_url}; ")
-    schema = fresh_postgres_url.split("schema=")[1]
-    with psycopg.connect(POSTGRES_BASE_URL) as connection:
-        found = connection.execute(
-            "SELECT count(*) FROM information_schema.schemata WHERE schema_name = %s", (schema,)
-        ).fetchone()
-    assert found == (0,)
+    assert schema_exists(fresh_postgres_url.split("schema=")[1]) is False
 
 
 def test_an_unreadable_sqlite_file_is_one_line(tmp_path: Path) -> None:
@@ -137,19 +132,35 @@ def test_the_default_relative_path_is_shown_absolute(
     assert not (tmp_path / "data").exists()
 
 
-def test_a_typo_in_the_views_database_is_refused_not_created(tmp_path: Path) -> None:
-    database = f"sqlite:///{tmp_path / 'ledger.db'}"
+@pytest.mark.parametrize("kind", ["sqlite", "postgres"])
+def test_a_typo_in_the_views_database_is_refused_not_created(
+    kind: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    if kind == "sqlite":
+        database = f"sqlite:///{tmp_path / 'ledger.db'}"
+        typo = f"sqlite:///{tmp_path / 'ledger.veiws.db'}"
+    else:
+        database = str(request.getfixturevalue("fresh_postgres_url"))
+        typo = f"{database}_veiws"
     runner = CliRunner()
     assert runner.invoke(app, ["projections", "rebuild", "--database", database]).exit_code == 0
-    typo = tmp_path / "ledger.veiws.db"
-    result = runner.invoke(
-        app,
-        ["projections", "status", "--database", database, "--views-database", f"sqlite:///{typo}"],
-    )
-    assert_one_line_error(result, f"error: no read models at sqlite:///{typo}; ")
-    assert not typo.exists()
+    views = ["--database", database, "--views-database", typo]
+    result = runner.invoke(app, ["projections", "status", *views])
+    assert_one_line_error(result, f"error: no read models at {typo}; ")
+    if kind == "sqlite":
+        assert not (tmp_path / "ledger.veiws.db").exists()
+    else:
+        assert schema_exists(typo.split("schema=")[1]) is False
     status = runner.invoke(app, ["projections", "status", "--database", database])
     assert status.exit_code == 0, status.output
+
+
+def schema_exists(schema: str) -> bool:
+    with psycopg.connect(POSTGRES_BASE_URL) as connection:
+        found = connection.execute(
+            "SELECT count(*) FROM information_schema.schemata WHERE schema_name = %s", (schema,)
+        ).fetchone()
+    return found == (1,)
 
 
 @pytest.mark.parametrize("kind", ["sqlite", "postgres"])
