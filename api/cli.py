@@ -12,7 +12,6 @@ from typing import Annotated, Any
 from uuid import UUID
 
 import typer
-from rich.table import Table
 
 from api.cli_audit import audit_app
 from api.cli_history import render_history
@@ -22,18 +21,17 @@ from api.cli_serve import serve
 from api.cli_support import (
     DatabaseOption,
     JsonOption,
+    LedgerGroup,
     emit,
     fail,
+    ledger_typer,
     load_settings,
     open_ledger,
+    open_views,
     render_transfer,
     stdout,
 )
 from api.cli_transfers import batch, post, reverse, void
-from infrastructure.views import ViewStore
-from projections.catalog import select_projections
-from projections.follower import follower_for
-from projections.queries import ReadModels
 
 app = typer.Typer(
     name="eventledger",
@@ -41,9 +39,33 @@ app = typer.Typer(
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     add_completion=False,
+    cls=LedgerGroup,
 )
-accounts_app = typer.Typer(help="Open, show and list accounts.", no_args_is_help=True)
+accounts_app = ledger_typer("Open, show and list accounts.")
 app.add_typer(accounts_app, name="accounts")
+
+
+def version_callback(value: bool) -> None:
+    if value:
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            print(f"eventledger {version('eventledger')}")
+        except PackageNotFoundError:
+            raise fail("eventledger is not installed (pip install -e .)") from None
+        raise typer.Exit()
+
+
+@app.callback()
+def root(
+    show_version: Annotated[
+        bool,
+        typer.Option(
+            "--version", callback=version_callback, is_eager=True, help="Print the version."
+        ),
+    ] = False,
+) -> None:
+    """An event-sourced, double-entry money ledger."""
 
 
 DescriptionOption = Annotated[str, typer.Option("--description", "-d", help="Free text.")]
@@ -67,6 +89,8 @@ def parse_metadata(pairs: list[str] | None) -> dict[str, str]:
 
 
 def render_account(account: Any) -> None:
+    from rich.table import Table
+
     table = Table(show_header=False, box=None)
     for field in (
         "id", "name", "currency", "status", "balance", "available_balance",
@@ -87,8 +111,8 @@ def accounts_open(
     database: DatabaseOption = None,
     as_json: JsonOption = False,
 ) -> None:
-    """Open an account."""
-    with open_ledger(database) as ledger:
+    """Open an account (creates the ledger if there is none yet)."""
+    with open_ledger(database, create=True) as ledger:
         account = ledger.open_account(
             currency, name, parse_metadata(metadata), overdraft_limit, account_id
         )
@@ -125,9 +149,12 @@ def accounts_list(
     as_json: JsonOption = False,
 ) -> None:
     """List accounts from the balances view, brought up to date with the log first."""
+    from projections.catalog import select_projections
+    from projections.follower import follower_for
+    from projections.queries import ReadModels
+
     with open_ledger(database) as ledger:
-        settings = load_settings(database_url=database)
-        store = ViewStore.from_settings(settings)
+        store = open_views(load_settings(database_url=database))
         try:
             follower_for(ledger, store, select_projections(["balances"])).catch_up()
             page = ReadModels(store, ledger.head_position).list_accounts(
@@ -139,6 +166,8 @@ def accounts_list(
 
 
 def render_account_page(page: Any) -> None:
+    from rich.table import Table
+
     table = Table("id", "name", "currency", "status", "balance", "available")
     table.columns[0].min_width = 36  # whole ids, so they can be copied
     for row in page.items:

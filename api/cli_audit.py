@@ -1,8 +1,8 @@
 """``eventledger audit digest|verify``: the hash chain's head, and a full verification.
 
 ``verify`` exits 0 only if everything holds, 1 when it found a problem, 2 on bad
-input (a malformed digest, an unreachable database). The progress bar goes to
-stderr, so ``--json`` output on stdout stays machine-readable.
+input (a malformed digest), 3 when the store cannot be opened or has no ledger. The
+progress bar goes to stderr, so ``--json`` output on stdout stays machine-readable.
 """
 
 from __future__ import annotations
@@ -10,61 +10,55 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from eventsourcing.persistence import PersistenceError
-from psycopg import Error as PsycopgError
-from pydantic import ValidationError
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    ProgressColumn,
-    Task,
-    TaskProgressColumn,
-    TextColumn,
-    TimeElapsedColumn,
-    TimeRemainingColumn,
-)
-from rich.table import Table
-from rich.text import Text
 
-from api.cli_support import DatabaseOption, JsonOption, fail, stderr, stdout
-from infrastructure.persistence import build_ledger
-from infrastructure.settings import Settings
-from infrastructure.views import ViewStore
-from projections.audit import Audit
-from projections.audit.hashing import parse_digest
-from projections.audit.problems import VerifyResult
-
-audit_app = typer.Typer(
-    help="Digest of the hash chain; verification of the whole log.", no_args_is_help=True
+from api.cli_support import (
+    EXIT_USAGE,
+    DatabaseOption,
+    JsonOption,
+    fail,
+    ledger_typer,
+    load_settings,
+    open_store,
+    open_views,
+    stderr,
+    stdout,
 )
+
+if TYPE_CHECKING:
+    from rich.progress import Progress
+
+    from projections.audit import Audit
+    from projections.audit.problems import VerifyResult
+
+audit_app = ledger_typer("Digest of the hash chain; verification of the whole log.")
 PROBLEMS_SHOWN_MAX = 20
 
 
-def _fail(message: str, code: int = 2) -> typer.Exit:
-    """Audit commands exit 2 on bad input or an unreachable store, 1 on problems found."""
+def _fail(message: str, code: int = EXIT_USAGE) -> typer.Exit:
+    """Audit commands exit 2 on bad input, 3 on an unreachable store (see
+    api.cli_support), 1 on problems found."""
     return fail(message, code)
 
 
 @contextmanager
 def open_audit(database: str | None) -> Iterator[Audit]:
-    try:
-        settings = Settings() if database is None else Settings(database_url=database)
-    except ValidationError as error:
-        raise _fail(f"invalid setting: {error.errors()[0]['msg']}") from None
-    try:
-        ledger = build_ledger(settings)
-    except (PersistenceError, PsycopgError, OSError) as error:
-        raise _fail(f"cannot open {settings.database!r}: {error}") from None
+    """The audit of an existing ledger; a store with no ledger is refused."""
+    from eventsourcing.persistence import PersistenceError
+
+    from infrastructure.persistence import build_ledger
+    from projections.audit import Audit
+
+    settings = load_settings(database_url=database)
+    ledger = open_store(settings, build_ledger, create=False)
     views = None
     try:
-        views = ViewStore.from_settings(settings)
+        views = open_views(settings)
         yield Audit(ledger, views)
-    except (PersistenceError, PsycopgError) as error:
-        raise _fail(f"storage error: {error}") from None
+    except PersistenceError as error:
+        raise _fail(f"storage error: {error}", 1) from None
     finally:
         if views is not None:
             views.close()
@@ -99,6 +93,8 @@ def verify(
     as_json: JsonOption = False,
 ) -> None:
     """Recompute the chain from every stored event and check the ledger's invariants."""
+    from projections.audit.hashing import parse_digest
+
     try:
         digest = None if digest_text is None else parse_digest(digest_text)
     except ValueError as error:
@@ -117,13 +113,25 @@ def verify(
     raise typer.Exit(0 if result.ok else 1)
 
 
-class EventsPerSecondColumn(ProgressColumn):
-    def render(self, task: Task) -> Text:
-        speed = task.finished_speed or task.speed
-        return Text("" if speed is None else f"{speed:,.0f} events/s")
-
-
 def _progress() -> Progress:
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        ProgressColumn,
+        Task,
+        TaskProgressColumn,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
+    from rich.text import Text
+
+    class EventsPerSecondColumn(ProgressColumn):
+        def render(self, task: Task) -> Text:
+            speed = task.finished_speed or task.speed
+            return Text("" if speed is None else f"{speed:,.0f} events/s")
+
     return Progress(
         TextColumn("[progress.description]{task.description}"),
         BarColumn(),
@@ -155,6 +163,8 @@ def _render(result: VerifyResult) -> None:
         + f": {first.detail}",
         highlight=False,
     )
+    from rich.table import Table
+
     table = Table("position", "check", "account", "detail")
     for problem in result.problems[:PROBLEMS_SHOWN_MAX]:
         row: list[Any] = [problem.position, problem.check, problem.account_id, problem.detail]

@@ -9,40 +9,43 @@ import json
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
-from eventsourcing.persistence import PersistenceError
-from psycopg import Error as PsycopgError
-from pydantic import ValidationError
-from rich.table import Table
 
-from api.cli_support import DatabaseOption, JsonOption, fail, stdout
-from infrastructure.api_keys import (
-    NAME_LENGTH_MAX,
-    SCOPES,
-    KeyRecord,
-    KeyStore,
-    build_keystore,
-    create_key,
+from api.cli_support import (
+    EXIT_USAGE,
+    DatabaseOption,
+    JsonOption,
+    fail,
+    ledger_keys,
+    ledger_typer,
+    load_settings,
+    open_store,
+    stdout,
 )
-from infrastructure.settings import Settings
 
-keys_app = typer.Typer(help="Create, list and revoke API keys.", no_args_is_help=True)
+if TYPE_CHECKING:
+    from infrastructure.api_keys import KeyRecord, KeyStore
+
+# As infrastructure.api_keys has them (tests/api/test_cli_errors.py checks), here so
+# that the help is written without importing the store.
+SCOPES = ("read", "write", "audit", "admin")
+NAME_LENGTH_MAX = 100
+
+keys_app = ledger_typer("Create, list and revoke API keys.")
 
 
 @contextmanager
-def open_keystore(database: str | None) -> Iterator[KeyStore]:
-    try:
-        settings = Settings() if database is None else Settings(database_url=database)
-    except ValidationError as error:
-        raise fail(f"invalid setting: {error.errors()[0]['msg']}", 2) from None
+def open_keystore(database: str | None, *, create: bool = False) -> Iterator[KeyStore]:
+    """The keys of the ledger at ``database``; only ``keys create`` makes a new one."""
+    settings = load_settings(database_url=database)
     if settings.database.kind == "memory":
-        raise fail("memory:// keys live inside the server process; use sqlite or postgresql", 2)
-    try:
-        keystore = build_keystore(settings)
-    except (PersistenceError, PsycopgError, OSError) as error:
-        raise fail(f"cannot open {settings.database!r}: {error}") from None
+        raise fail(
+            "memory:// keys live inside the server process; use sqlite or postgresql",
+            EXIT_USAGE,
+        )
+    keystore = open_store(settings, ledger_keys, create=create)
     try:
         yield keystore
     finally:
@@ -62,10 +65,14 @@ def keys_create(
     """Create a key and print it once; store only its salted hash."""
     unknown = sorted(set(scope) - set(SCOPES))
     if unknown:
-        raise fail(f"unknown scope {', '.join(unknown)}; choose from {', '.join(SCOPES)}", 2)
+        raise fail(
+            f"unknown scope {', '.join(unknown)}; choose from {', '.join(SCOPES)}", EXIT_USAGE
+        )
     if len(name) > NAME_LENGTH_MAX:
-        raise fail(f"--name is at most {NAME_LENGTH_MAX} characters", 2)
-    with open_keystore(database) as keystore:
+        raise fail(f"--name is at most {NAME_LENGTH_MAX} characters", EXIT_USAGE)
+    from infrastructure.api_keys import create_key
+
+    with open_keystore(database, create=True) as keystore:
         key, record = create_key(keystore, scope, name)
     if as_json:
         print(json.dumps({"key": key, **_jsonable(record)}, indent=2))
@@ -83,6 +90,8 @@ def keys_list(database: DatabaseOption = None, as_json: JsonOption = False) -> N
     if as_json:
         print(json.dumps([_jsonable(record) for record in records], indent=2))
         return
+    from rich.table import Table
+
     table = Table("key id", "name", "scopes", "created", "revoked")
     for record in records:
         table.add_row(

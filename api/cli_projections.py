@@ -16,39 +16,37 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict
 from types import FrameType
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
-from eventsourcing.persistence import PersistenceError
-from pydantic import ValidationError
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    TextColumn,
-    TimeElapsedColumn,
-    TimeRemainingColumn,
-)
-from rich.table import Table
 
-from api.cli_support import JsonOption, fail, stderr, stdout
-from domain.ledger import Ledger
-from infrastructure.persistence import build_ledger
-from infrastructure.settings import Settings
-from infrastructure.views import ViewStore
-from projections.base import Projection
-from projections.catalog import all_projections, select_projections
-from projections.queries import ReadModels
-from projections.rebuild import REBUILD_BATCH_SIZE, rebuild
-from projections.runner import ProjectionRunner
-
-projections_app = typer.Typer(
-    help="Run, inspect and rebuild the read models.", no_args_is_help=True
+from api.cli_support import (
+    EXIT_STORE,
+    EXIT_USAGE,
+    JsonOption,
+    cannot_open,
+    fail,
+    ledger_typer,
+    load_settings,
+    open_store,
+    open_views,
+    stderr,
+    stdout,
 )
+
+if TYPE_CHECKING:
+    from rich.progress import Progress
+
+    from domain.ledger import Ledger
+    from infrastructure.settings import Settings
+    from infrastructure.views import ViewStore
+    from projections.base import Projection
+
+projections_app = ledger_typer("Run, inspect and rebuild the read models.")
 
 NamesArgument = Annotated[
     list[str] | None,
-    typer.Argument(help=f"Projections ({', '.join(all_projections())}); default all."),
+    typer.Argument(help="Projections by name (`projections status` lists them); default all."),
 ]
 DatabaseOption = Annotated[
     str | None,
@@ -61,16 +59,13 @@ ViewsDatabaseOption = Annotated[
         help="Views database URL; default EVENTLEDGER_VIEWS_DATABASE_URL, else beside the events.",
     ),
 ]
+# projections.rebuild.REBUILD_BATCH_SIZE (tests/api/test_cli_start.py checks), here so
+# that the help is written without importing the projections.
+REBUILD_BATCH_SIZE = 5000
 
 
 def _settings(database: str | None, views_database: str | None, **overrides: object) -> Settings:
-    values = {"database_url": database, "views_database_url": views_database, **overrides}
-    try:
-        return Settings(**{k: v for k, v in values.items() if v is not None})
-    except ValidationError as error:
-        first = error.errors()[0]
-        field = ".".join(str(part) for part in first["loc"])
-        raise fail(f"invalid setting {field}: {first['msg']}", 2) from None
+    return load_settings(database_url=database, views_database_url=views_database, **overrides)
 
 
 # ``projections.audit.chain.NAME``, written out: importing the audit package here would
@@ -86,24 +81,44 @@ NOT_REBUILT = {
 
 
 def _projections(names: list[str] | None) -> list[Projection]:
+    from projections.catalog import select_projections
+
     for name in names or ():
         if name in NOT_REBUILT:
             raise fail(NOT_REBUILT[name], 2)
     try:
         return select_projections(names or ())
     except ValueError as error:
-        raise fail(str(error), 2) from None
+        raise fail(str(error), EXIT_USAGE) from None
 
 
 @contextmanager
-def _open(settings: Settings) -> Iterator[tuple[Ledger, ViewStore]]:
+def _open(settings: Settings, *, create: bool) -> Iterator[tuple[Ledger, ViewStore]]:
+    """The ledger and its views. ``create=False`` (``status``) refuses a store with no
+    ledger, and views that were never built; ``run`` and ``rebuild`` create both."""
+    from infrastructure.persistence import build_ledger
+    from infrastructure.store_presence import VIEWS_TABLE, has_table, location
+    from infrastructure.views import views_database
+
     if settings.database.kind == "memory":
         raise fail("memory:// lives inside one process; use sqlite:/// or postgresql://", 2)
     try:
-        ledger = build_ledger(settings)
-        store = ViewStore.from_settings(settings)
-    except (PersistenceError, OSError, ValueError) as error:
-        raise fail(f"cannot open the databases: {error}") from None
+        views = views_database(settings)
+    except ValueError as error:
+        raise fail(str(error), EXIT_USAGE) from None
+    ledger = open_store(settings, build_ledger, create=create)
+    try:
+        with cannot_open(views):
+            if not create and not has_table(views, VIEWS_TABLE):
+                raise fail(
+                    f"no read models at {location(views)}; `eventledger projections rebuild` "
+                    "(or `serve`, `projections run`) builds them",
+                    EXIT_STORE,
+                )
+        store = open_views(settings)
+    except BaseException:
+        ledger.close()
+        raise
     try:
         yield ledger, store
     finally:
@@ -128,6 +143,8 @@ def run(
         projections_batch_size=batch_size,
         projections_poll_interval_seconds=poll_interval,
     )
+    from projections.runner import ProjectionRunner
+
     projections = _projections(names)
     stop = threading.Event()
 
@@ -136,7 +153,7 @@ def run(
 
     signal.signal(signal.SIGINT, on_signal)
     signal.signal(signal.SIGTERM, on_signal)
-    with _open(settings) as (ledger, store):
+    with _open(settings, create=True) as (ledger, store):
         runner = ProjectionRunner(
             ledger,
             store,
@@ -165,12 +182,16 @@ def status(
     as_json: JsonOption = False,
 ) -> None:
     """Each view's position, the log head and the lag."""
+    from projections.queries import ReadModels
+
     settings = _settings(database, views_database)
-    with _open(settings) as (ledger, store):
+    with _open(settings, create=False) as (ledger, store):
         rows = ReadModels(store, ledger.head_position).status()
     if as_json:
         print(json.dumps([asdict(row) for row in rows], indent=2))
         return
+    from rich.table import Table
+
     table = Table("name", "position", "head", "lag", "rebuilding")
     for row in rows:
         rebuilding = "" if row.rebuilding is None else f"at {row.rebuilding}"
@@ -191,9 +212,11 @@ def rebuild_command(
     as_json: JsonOption = False,
 ) -> None:
     """Replay the log into fresh tables and swap them in; resumes an interrupted one."""
+    from projections.rebuild import rebuild
+
     settings = _settings(database, views_database)
     projections = _projections(names)
-    with _open(settings) as (ledger, store), _progress_bar() as progress:
+    with _open(settings, create=True) as (ledger, store), _progress_bar() as progress:
         task = progress.add_task("rebuild", total=None, rate="")
         started = time.monotonic()
 
@@ -224,6 +247,15 @@ def rebuild_command(
 
 
 def _progress_bar() -> Progress:
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
+
     return Progress(
         TextColumn("[bold]{task.description}"),
         BarColumn(),

@@ -10,17 +10,14 @@ on a loopback address, unless ``--insecure-no-auth``.
 from __future__ import annotations
 
 import os
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from eventsourcing.persistence import PersistenceError
-from pydantic import ValidationError
 
-from api.auth import may_run_open
-from api.cli_support import fail
-from infrastructure.api_keys import build_keystore
-from infrastructure.persistence import build_ledger
-from infrastructure.settings import Settings
+from api.cli_support import EXIT_USAGE, fail, ledger_keys, load_settings, open_store
+
+if TYPE_CHECKING:
+    from infrastructure.settings import Settings
 
 FACTORY = "api.app:create_app_from_environment"
 
@@ -56,7 +53,7 @@ def serve(
         overrides["insecure_no_auth"] = True
     if no_projections:
         overrides["run_projections"] = False
-    settings = _settings(overrides)
+    settings = load_settings(**overrides)
     _check_store_and_keys(settings)
     # Imported here rather than at the top, so every other command starts faster.
     import uvicorn
@@ -67,7 +64,7 @@ def serve(
         uvicorn.run(create_app(settings), host=settings.host, port=settings.port)
         return
     if settings.database.kind == "memory":
-        raise fail("memory:// is per process: use one worker, or sqlite/postgresql", 2)
+        raise fail("memory:// is per process: use one worker, or sqlite/postgresql", EXIT_USAGE)
     for name, value in overrides.items():
         os.environ[f"EVENTLEDGER_{name.upper()}"] = str(value)
     uvicorn.run(
@@ -75,21 +72,12 @@ def serve(
     )
 
 
-def _settings(overrides: dict[str, Any]) -> Settings:
-    try:
-        return Settings(**overrides)
-    except ValidationError as error:
-        first = error.errors()[0]
-        field = ".".join(str(part) for part in first["loc"])
-        raise fail(f"invalid setting {field}: {first['msg']}", 2) from None
-
-
 def _check_store_and_keys(settings: Settings) -> None:
-    try:
-        build_ledger(settings).close()
-        keystore = build_keystore(settings)
-    except (PersistenceError, OSError) as error:
-        raise fail(f"cannot open {settings.database!r}: {error}") from None
+    """Opens the store once (creating the ledger if there is none: a server writes),
+    then applies the key rule."""
+    from api.auth import may_run_open
+
+    keystore = open_store(settings, ledger_keys, create=True)
     try:
         has_keys = keystore.has_active()
     finally:
@@ -98,5 +86,5 @@ def _check_store_and_keys(settings: Settings) -> None:
         raise fail(
             f"no API key exists and {settings.host} is not a loopback address; create one "
             "with `eventledger keys create --scope admin`, or pass --insecure-no-auth",
-            2,
+            EXIT_USAGE,
         )

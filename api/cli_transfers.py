@@ -13,7 +13,6 @@ from typing import Annotated, Any
 from uuid import UUID
 
 import typer
-from pydantic import ValidationError
 
 from api.cli_support import (
     DatabaseOption,
@@ -25,7 +24,6 @@ from api.cli_support import (
     stdout,
 )
 from api.idempotency import command_id, settlement_request_id
-from api.schemas import CreateBatch
 
 BATCH_FILE_SIZE_MAX_BYTES = 4 * 1024 * 1024
 # Up to this many transfers a batch prints a line each; more, only its summary.
@@ -145,6 +143,10 @@ def read_batch(file: Path) -> list[Any]:
     A bare JSON list is read as the body's ``transfers``. Errors name the item by its
     index and the field by its path, like ``item 3: amount: ...``.
     """
+    from pydantic import ValidationError
+
+    from api.schemas import CreateBatch
+
     name = "standard input" if str(file) == "-" else str(file)
     raw = _read_batch_bytes(file, name)
     if raw.lstrip()[:1] == b"[":

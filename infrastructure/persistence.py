@@ -14,17 +14,15 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
-import psycopg
 from eventsourcing.persistence import (
     IntegrityError,
     InterfaceError,
     PersistenceError,
     StoredEvent,
 )
-from eventsourcing.postgres import PostgresApplicationRecorder, PostgresFactory
 from eventsourcing.sqlite import (
     SQLiteApplicationRecorder,
     SQLiteConnection,
@@ -32,13 +30,14 @@ from eventsourcing.sqlite import (
     SQLiteCursor,
     SQLiteFactory,
 )
-from psycopg import sql
-from psycopg.rows import tuple_row
 
 from domain.errors import OutcomeUnknown
 from infrastructure.settings import DatabaseUrl, Settings
 from infrastructure.transfer_queue import QueuedLedger
 from infrastructure.tuned_ledger import TunedLedger
+
+if TYPE_CHECKING:
+    import psycopg
 
 SQLITE_SYNCHRONOUS_FULL = 2
 SQLITE_ROWID_MAX = 2**63 - 1
@@ -188,84 +187,6 @@ class DurableSQLiteFactory(SQLiteFactory):
         old_pool.close()
 
 
-class ArraysPostgresApplicationRecorder(PostgresApplicationRecorder):
-    """Inserts a save's events from four arrays instead of one array of a composite type.
-
-    The library sends the events as an array of its composite ``stored_event`` type,
-    which psycopg writes as text, escaping every field of every event with a regular
-    expression: about a fifth of the group-commit writer's time on PostgreSQL. Arrays
-    of uuid, integer, text and bytea are sent in binary (``%b``) by psycopg's C
-    dumpers. The rest (the table lock that keeps positions in commit order, the
-    NOTIFY, the pipeline, RETURNING the positions in insert order) is the library's.
-    """
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.commit_tracking = CommitTracking()
-        # The ledger's aggregate ids are UUIDs, kept in the library's default uuid column.
-        assert self.datastore.originator_id_type == "uuid", self.datastore.originator_id_type
-        self.insert_arrays_statement = sql.SQL(
-            "INSERT INTO {schema}.{table} (originator_id, originator_version, topic, state) "
-            "SELECT * FROM unnest(%b::uuid[], %b::bigint[], %b::text[], %b::bytea[]) "
-            "RETURNING notification_id"
-        ).format(
-            schema=sql.Identifier(self.datastore.schema),
-            table=sql.Identifier(self.events_table_name),
-        )
-        self.max_versions_statement = sql.SQL(
-            "SELECT originator_id, MAX(originator_version) FROM {schema}.{table} "
-            "WHERE originator_id = ANY(%s::uuid[]) GROUP BY originator_id"
-        ).format(
-            schema=sql.Identifier(self.datastore.schema),
-            table=sql.Identifier(self.events_table_name),
-        )
-
-    def _insert_stored_events(
-        self, curs: Any, stored_events: Sequence[StoredEvent], **kwargs: Any
-    ) -> None:
-        self._lock_table(curs)
-        self._notify_channel(curs)
-        curs.execute(
-            self.insert_arrays_statement,
-            (
-                [s.originator_id for s in stored_events],
-                [s.originator_version for s in stored_events],
-                [s.topic for s in stored_events],
-                [s.state for s in stored_events],
-            ),
-            prepare=True,
-        )
-
-    def insert_events(
-        self, stored_events: Sequence[StoredEvent], **kwargs: Any
-    ) -> Sequence[int] | None:
-        with self.commit_tracking.outcome_of_commit():
-            positions: Sequence[int] | None = super().insert_events(stored_events, **kwargs)
-            return positions
-
-    def _fetch_ids_after_insert_events(
-        self, curs: Any, stored_events: Sequence[StoredEvent], **kwargs: Any
-    ) -> Sequence[int] | None:
-        ids: Sequence[int] | None = super()._fetch_ids_after_insert_events(
-            curs, stored_events, **kwargs
-        )
-        self.commit_tracking.commit_sending()  # the library's transaction commits next
-        return ids
-
-    def max_versions(self, originator_ids: Sequence[UUID]) -> dict[UUID, int]:
-        """The latest version of each aggregate that has events, in one query."""
-        with (
-            self.datastore.get_connection() as connection,
-            connection.cursor(row_factory=tuple_row) as cursor,
-        ):
-            cursor.execute(self.max_versions_statement, (list(originator_ids),))
-            return dict(cursor.fetchall())
-
-
-class ArraysPostgresFactory(PostgresFactory):
-    application_recorder_class = ArraysPostgresApplicationRecorder
-
-
 def ledger_env(settings: Settings) -> dict[str, str]:
     """The complete eventsourcing environment for ``settings``."""
     database = settings.database
@@ -296,7 +217,8 @@ def ledger_env(settings: Settings) -> dict[str, str]:
 
 def _postgres_env(settings: Settings, database: DatabaseUrl) -> dict[str, str]:
     return {
-        "PERSISTENCE_MODULE": f"{__name__}:ArraysPostgresFactory",
+        # A module of its own, so that a SQLite ledger is opened without psycopg.
+        "PERSISTENCE_MODULE": "infrastructure.postgres_store:ArraysPostgresFactory",
         "POSTGRES_DBNAME": database.dbname,
         "POSTGRES_HOST": database.host,
         "POSTGRES_PORT": str(database.port),
@@ -316,6 +238,8 @@ def _postgres_env(settings: Settings, database: DatabaseUrl) -> dict[str, str]:
 
 def postgres_connect(database: DatabaseUrl, **kwargs: object) -> psycopg.Connection:
     """A plain psycopg connection to the database the URL names."""
+    import psycopg
+
     return psycopg.connect(**database.connection_kwargs(), **kwargs)  # type: ignore[arg-type]
 
 
@@ -325,6 +249,8 @@ def prepare_database(settings: Settings) -> None:
     if database.kind == "sqlite":
         Path(database.path).parent.mkdir(parents=True, exist_ok=True)
     elif database.kind == "postgresql" and database.schema:
+        from psycopg import sql
+
         with postgres_connect(database, autocommit=True) as connection:
             connection.execute(
                 sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(database.schema))

@@ -132,7 +132,7 @@ def test_keys_commands_create_list_and_revoke(fresh_settings: Settings) -> None:
         cli_app, ["keys", "create", "--scope", "read", "--name", "ci", "--json", *database]
     )
     assert created.exit_code == 0, created.output
-    made = json.loads(created.output)
+    made = json.loads(created.stdout)  # stderr says the ledger was created
     listed = runner.invoke(cli_app, ["keys", "list", "--json", *database])
     assert [k["key_id"] for k in json.loads(listed.output)] == [made["key_id"]]
     assert made["key"] not in listed.output and made["key"].split("_")[2] not in listed.output
