@@ -1,8 +1,8 @@
 """The README's CLI tour works as pasted, twice in a row (the second run replays).
 
-Method: extract the bash block between the ``tour:cli`` markers and run it with bash
-``-e`` in a copy-free way: from the repository root, with the database redirected to
-``tmp_path`` so the test leaves nothing behind.
+Method: extract the bash block between the ``tour:cli`` markers and run it as pasted
+with bash ``-e`` from an empty folder in ``tmp_path`` (not the repository), with
+``.venv/bin`` on the PATH as ``source .venv/bin/activate`` would put it.
 """
 
 from __future__ import annotations
@@ -18,20 +18,25 @@ TOUR = re.compile(r"<!-- tour:cli -->\n```bash\n(.*?)```\n<!-- /tour:cli -->", r
 
 
 def test_readme_cli_tour_runs_as_pasted(tmp_path: Path) -> None:
+    """As pasted, in a folder that is not the repository, with the activated
+    environment's ``eventledger`` on the PATH: the relative database lands there."""
     (script,) = TOUR.findall((ROOT / "README.md").read_text())
-    database = f"sqlite:///{tmp_path / 'tour.db'}"
     assert "export EVENTLEDGER_DATABASE_URL=sqlite:///./data/tour.db" in script
-    script = script.replace("sqlite:///./data/tour.db", database)
     env = {k: v for k, v in os.environ.items() if not k.startswith("EVENTLEDGER_")}
-    outputs = []
+    env["PATH"] = f"{ROOT / '.venv' / 'bin'}{os.pathsep}{env['PATH']}"
+    outputs, notes = [], []
     for _ in range(2):
         done = subprocess.run(
             ["bash", "-euo", "pipefail", "-c", script],
-            cwd=ROOT, env=env, capture_output=True, text=True, timeout=120,
+            cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120,
         )  # fmt: skip
         assert done.returncode == 0, done.stderr
         outputs.append(done.stdout)
+        notes.append(done.stderr)
     first, second = outputs
+    assert (tmp_path / "data" / "tour.db").exists()
+    assert f"created a new ledger at sqlite:///{tmp_path / 'data' / 'tour.db'}" in notes[0]
+    assert "created a new ledger" not in notes[1]
     assert "refused, as it should be" in first
     assert "replayed" in first  # the second rent transfer in the first run
     # The capture, sent again by the second run, is answered, not refused.

@@ -40,9 +40,10 @@ def world_usd() -> str:
 def run_tour(server: Server) -> str:
     (script,) = TOUR.findall((ROOT / "README.md").read_text())
     script = script.replace("http://127.0.0.1:8000", server.url)
+    # As pasted in a folder that is not the repository: the server's own work folder.
     done = subprocess.run(
         ["bash", "-euo", "pipefail", "-c", script],
-        capture_output=True, text=True, timeout=60,
+        cwd=server.log_path.parent, capture_output=True, text=True, timeout=60,
     )  # fmt: skip
     assert done.returncode == 0, f"{done.stdout}\n{done.stderr}\n{server.log()}"
     return done.stdout
