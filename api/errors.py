@@ -70,6 +70,7 @@ LEDGER_PROBLEMS: dict[type[LedgerError], ProblemKind] = dict(
         _ledger_problem(domain_errors.InvalidRequest, 422, "The request is not valid"),
         _ledger_problem(domain_errors.AmountOutOfRange, 422, "Amount out of range"),
         _ledger_problem(domain_errors.SameAccount, 422, "Same account on both sides"),
+        _ledger_problem(domain_errors.ReservedId, 422, "Id reserved for a world account"),
         _ledger_problem(domain_errors.NotFound, 404, "Not found"),
         _ledger_problem(domain_errors.InsufficientFunds, 422, "Insufficient funds"),
         _ledger_problem(domain_errors.CurrencyMismatch, 422, "Currency mismatch"),

@@ -21,7 +21,7 @@ from domain.errors import (
     CurrencyMismatch,
     InsufficientFunds,
 )
-from domain.money import fits_in_balance
+from domain.money import balance_range
 
 OPEN = "open"
 FROZEN = "frozen"
@@ -137,19 +137,68 @@ class Account(Aggregate):
                 f"account {self.id} holds {self.currency}, the transfer is in {currency}"
             )
 
-    def check_can_debit(self, amount: int) -> None:
-        """A debit of ``amount`` needs ``amount <= available + overdraft_limit``."""
+    def check_can_debit(self, amount: int, *, pending: bool = False) -> None:
+        """A debit (or, with ``pending``, a reservation) of ``amount`` needs
+        ``amount <= available + overdraft_limit`` and every number left in range."""
         if not self.is_world and amount > self.available_balance + self.overdraft_limit:
             raise InsufficientFunds(
                 f"account {self.id} has {self.available_balance} available "
                 f"and an overdraft limit of {self.overdraft_limit}; {amount} requested"
             )
-        if not fits_in_balance(self.balance - amount):
-            raise BalanceOverflow(f"account {self.id} balance would leave the 64-bit range")
+        if pending:
+            self.check_in_range(self.balance, self.pending_debits + amount, self.pending_credits)
+        else:
+            self.check_in_range(self.balance - amount, self.pending_debits, self.pending_credits)
 
-    def check_can_credit(self, amount: int) -> None:
-        if not fits_in_balance(self.balance + amount):
-            raise BalanceOverflow(f"account {self.id} balance would leave the 64-bit range")
+    def check_can_credit(self, amount: int, *, pending: bool = False) -> None:
+        if pending:
+            self.check_in_range(self.balance, self.pending_debits, self.pending_credits + amount)
+        else:
+            self.check_in_range(self.balance + amount, self.pending_debits, self.pending_credits)
+
+    def check_can_settle(self, side: str, reserved: int, amount: int) -> None:
+        """Range check of capturing ``amount`` of a hold of ``reserved`` on ``side``."""
+        assert side in ("debit", "credit") and 1 <= amount <= reserved, (side, amount, reserved)
+        if side == "debit":
+            self.check_in_range(
+                self.balance - amount, self.pending_debits - reserved, self.pending_credits
+            )
+        else:
+            self.check_in_range(
+                self.balance + amount, self.pending_debits, self.pending_credits - reserved
+            )
+
+    def check_in_range(self, balance: int, pending_debits: int, pending_credits: int) -> None:
+        """The one bound on an account's numbers, checked before every change of them.
+
+        Raises BalanceOverflow unless the balance, the pending debits, the pending
+        credits, the available balance (balance - pending debits) and the balance
+        with its pending credits would all be within ``balance_range``: signed 64 bits,
+        or signed 128 bits for a world account. The last two are what a capture can
+        reach, so a hold that was accepted can always be captured, and the views,
+        which store the available balance, can always hold it.
+        """
+        low, high = balance_range(self.is_world)
+        available, reachable = balance - pending_debits, balance + pending_credits
+        if (
+            low <= balance <= high
+            and low <= pending_debits <= high
+            and low <= pending_credits <= high
+            and low <= available <= high
+            and low <= reachable <= high
+        ):
+            return  # every transfer but the refused ones: no tuple, no loop
+        for name, value in (
+            ("balance", balance),
+            ("pending debits", pending_debits),
+            ("pending credits", pending_credits),
+            ("available balance", available),
+            ("balance with pending credits", reachable),
+        ):
+            if not low <= value <= high:
+                raise BalanceOverflow(
+                    f"account {self.id}: its {name} would be {value}, outside {low}..{high}"
+                )
 
     # Money commands. The ledger checks the guards first, on both sides, so a
     # refusal never leaves one side half-applied.
@@ -179,38 +228,44 @@ class Account(Aggregate):
 
     def reserve_debit(self, transfer_id: UUID, amount: int) -> None:
         self.check_can_move(self.currency)
-        self.check_can_debit(amount)
+        self.check_can_debit(amount, pending=True)
         self._debit_reserved(transfer_id, amount)
 
     def reserve_credit(self, transfer_id: UUID, amount: int) -> None:
         self.check_can_move(self.currency)
-        self.check_can_credit(amount)
+        self.check_can_credit(amount, pending=True)
         self._credit_reserved(transfer_id, amount)
 
     def release(self, transfer_id: UUID, side: str, amount: int) -> None:
-        """Releases a reservation; allowed on a frozen account, so a void always works."""
+        """Releases a reservation; allowed on a frozen account, so a void always works.
+
+        A release only brings numbers back towards states already checked, so the
+        range check below cannot fail on a ledger that kept the bound.
+        """
         assert side in ("debit", "credit"), side
         held = self.pending_debits if side == "debit" else self.pending_credits
         assert 1 <= amount <= held, (amount, held)
+        if side == "debit":
+            self.check_in_range(self.balance, self.pending_debits - amount, self.pending_credits)
+        else:
+            self.check_in_range(self.balance, self.pending_debits, self.pending_credits - amount)
         self._reservation_released(transfer_id, side, amount)
 
     def settle_debit(self, transfer_id: UUID, reserved: int, amount: int) -> None:
         """Captures ``amount`` of a reservation of ``reserved`` and releases the rest.
 
         The funds were checked when they were reserved, so only the account's status
-        and the 64-bit range are checked again.
+        and the range are checked again (the range check cannot fail either: the
+        reservation kept the available balance in range).
         """
-        assert 1 <= amount <= reserved
         self.check_can_move(self.currency)
-        if not fits_in_balance(self.balance - amount):
-            raise BalanceOverflow(f"account {self.id} balance would leave the 64-bit range")
+        self.check_can_settle("debit", reserved, amount)
         self.release(transfer_id, "debit", reserved)
         self._debited(transfer_id, amount, self.balance - amount)
 
     def settle_credit(self, transfer_id: UUID, reserved: int, amount: int) -> None:
-        assert 1 <= amount <= reserved
         self.check_can_move(self.currency)
-        self.check_can_credit(amount)
+        self.check_can_settle("credit", reserved, amount)
         self.release(transfer_id, "credit", reserved)
         self._credited(transfer_id, amount, self.balance + amount)
 

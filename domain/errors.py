@@ -8,7 +8,8 @@ match on it, and a rejected transfer stores it so a retry gets the same answer.
     │   ├── InvalidCurrency
     │   │   └── UnknownCurrency
     │   ├── AmountOutOfRange           code amount_out_of_range
-    │   └── SameAccount                code same_account
+    │   ├── SameAccount                code same_account
+    │   └── ReservedId                 code reserved_id (a world account's id)
     ├── NotFound                       code not_found
     │   ├── AccountNotFound
     │   └── TransferNotFound
@@ -17,7 +18,7 @@ match on it, and a rejected transfer stores it so a retry gets the same answer.
     │   ├── CurrencyMismatch           code currency_mismatch
     │   ├── AccountFrozen              code account_frozen
     │   ├── AccountClosed              code account_closed
-    │   └── BalanceOverflow            code amount_out_of_range
+    │   └── BalanceOverflow            code amount_out_of_range (an account number's range)
     ├── AccountNotEmpty                code account_not_empty
     ├── IdempotencyKeyReused           code idempotency_key_reused
     ├── TransferNotPending             code transfer_not_pending
@@ -72,6 +73,16 @@ class SameAccount(InvalidRequest):
     code = "same_account"
 
 
+class ReservedId(InvalidRequest):
+    """The id given for a new account or transfer is a world account's id.
+
+    World ids (uuid5 of ``world:<CUR>``, for every code of three upper-case letters)
+    are reserved for the world accounts, whichever currency is asked for.
+    """
+
+    code = "reserved_id"
+
+
 class NotFound(LedgerError):
     code = "not_found"
 
@@ -113,7 +124,8 @@ class AccountClosed(TransferRejected):
 
 
 class BalanceOverflow(TransferRejected):
-    """The balance would leave the signed 64-bit range."""
+    """A number of an account would leave its range (``domain.money.balance_range``):
+    signed 64 bits, or signed 128 bits for a world account."""
 
     code = "amount_out_of_range"
 

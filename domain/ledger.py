@@ -53,7 +53,7 @@ from domain.limits import (
     check_metadata,
     check_text,
 )
-from domain.money import check_amount, check_currency, world_account_id
+from domain.money import check_amount, check_currency, check_not_reserved, world_account_id
 from domain.results import AccountEvent, AccountView, BalanceAt, TransferView
 from domain.rules import (
     decide_capture,
@@ -135,15 +135,14 @@ class Ledger(Application[UUID]):
     ) -> AccountView:
         """Opens an account; the same ``account_id`` and fields again is a replay.
 
-        Raises InvalidRequest (bad currency, name, metadata or limit) and
-        IdempotencyKeyReused (the id exists with other fields).
+        Raises InvalidRequest (bad currency, name, metadata or limit), ReservedId (a
+        world account's id, of any currency) and IdempotencyKeyReused (the id exists
+        with other fields).
         """
         check_currency(currency)
         check_text("name", name)
         opened_with = (name, check_metadata(metadata), _checked_limit(overdraft_limit))
-        account_id = account_id or self.new_id()
-        if account_id == world_account_id(currency):
-            raise IdempotencyKeyReused(f"{account_id} is the {currency} world account")
+        account_id = check_not_reserved(account_id or self.new_id(), "account id")
 
         def attempt(_: bool) -> AccountView:
             existing = self.find(account_id)
@@ -262,10 +261,11 @@ class Ledger(Application[UUID]):
     ) -> TransferView:
         """Posts (or, with ``pending``, reserves) a transfer, exactly once per id.
 
-        Raises InvalidRequest, AmountOutOfRange, SameAccount, AccountNotFound (recorded
-        nowhere); InsufficientFunds, CurrencyMismatch, AccountFrozen, AccountClosed,
-        BalanceOverflow (recorded as Transfer.Rejected, and raised again on a retry);
-        IdempotencyKeyReused; ConcurrencyConflict.
+        Raises InvalidRequest, AmountOutOfRange, SameAccount, ReservedId (a world
+        account's id), AccountNotFound (recorded nowhere); InsufficientFunds,
+        CurrencyMismatch, AccountFrozen, AccountClosed, BalanceOverflow (recorded as
+        Transfer.Rejected, and raised again on a retry); IdempotencyKeyReused;
+        ConcurrencyConflict.
         """
         request = transfer_request(
             from_account, to_account, amount, currency, description, metadata,
@@ -296,7 +296,10 @@ class Ledger(Application[UUID]):
         planned: list[tuple[UUID, TransferRequest]] = []
         for index, item in enumerate(items):
             try:
-                planned.append((item.get("transfer_id") or self.new_id(), _batch_request(item)))
+                transfer_id = check_not_reserved(
+                    item.get("transfer_id") or self.new_id(), "transfer id"
+                )
+                planned.append((transfer_id, _batch_request(item)))
             except LedgerError as error:
                 raise BatchItemFailed(index, error) from None
         ids = [transfer_id for transfer_id, _ in planned]
@@ -354,8 +357,8 @@ class Ledger(Application[UUID]):
         """Posts a compensating transfer linked to ``original_id`` by ``reverses``.
 
         The sum reversed never exceeds what was posted. Raises TransferNotFound,
-        TransferNotPosted, AmountOutOfRange, IdempotencyKeyReused, and the rejections
-        of ``transfer`` (recorded).
+        TransferNotPosted, AmountOutOfRange, ReservedId, IdempotencyKeyReused, and the
+        rejections of ``transfer`` (recorded).
         """
         if amount is not None:
             check_amount(amount)
@@ -435,7 +438,10 @@ class Ledger(Application[UUID]):
         self, existing: Account | Transfer, request: TransferRequest
     ) -> TransferView:
         """The answer to a request whose transfer id exists already: the original
-        result, its recorded rejection raised again, or IdempotencyKeyReused."""
+        result, its recorded rejection raised again, or IdempotencyKeyReused (ReservedId
+        when the id is a world account's)."""
+        if not isinstance(existing, Transfer):
+            check_not_reserved(existing.id, "transfer id")
         if not isinstance(existing, Transfer) or existing.request != request:
             raise IdempotencyKeyReused(f"{existing.id} was used for another request; use a new id")
         rejection = existing.rejection()

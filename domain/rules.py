@@ -15,7 +15,7 @@ from uuid import UUID
 from domain.account import Account
 from domain.errors import AmountOutOfRange, InvalidRequest, SameAccount
 from domain.limits import check_metadata, check_text, check_timeout
-from domain.money import check_amount, check_currency
+from domain.money import check_amount, check_currency, check_not_reserved
 from domain.transfer import Transfer, TransferRequest
 
 
@@ -58,14 +58,16 @@ def decide_transfer(
 ) -> Transfer:
     """Posts (or reserves, when pending) ``request`` on the two accounts.
 
-    Raises a ``TransferRejected`` before any change when a rule refuses it.
+    Raises ReservedId (``transfer_id`` is a world account's: recorded nowhere), or a
+    ``TransferRejected`` before any change when a rule refuses it.
     """
+    check_not_reserved(transfer_id, "transfer id")
     debit = accounts[request.debit_account_id]
     credit = accounts[request.credit_account_id]
     debit.check_can_move(request.currency)
     credit.check_can_move(request.currency)
-    debit.check_can_debit(request.amount)
-    credit.check_can_credit(request.amount)
+    debit.check_can_debit(request.amount, pending=request.pending)
+    credit.check_can_credit(request.amount, pending=request.pending)
     if request.pending:
         debit.reserve_debit(transfer_id, request.amount)
         credit.reserve_credit(transfer_id, request.amount)
@@ -86,7 +88,8 @@ def decide_capture(
 ) -> None:
     """Captures ``amount`` of a pending transfer and releases the rest of its hold.
 
-    Raises AmountOutOfRange (more than reserved), AccountFrozen, AccountClosed.
+    Raises AmountOutOfRange (more than reserved), AccountFrozen, AccountClosed, and
+    BalanceOverflow, which the bound kept when the hold was accepted rules out.
     """
     if amount > transfer.amount:
         raise AmountOutOfRange(f"at most the {transfer.amount} reserved can be posted")
@@ -94,7 +97,8 @@ def decide_capture(
     credit = accounts[transfer.credit_account_id]
     for account in (debit, credit):
         account.check_can_move(transfer.currency)
-    credit.check_can_credit(amount)
+    debit.check_can_settle("debit", transfer.amount, amount)
+    credit.check_can_settle("credit", transfer.amount, amount)
     debit.settle_debit(transfer.id, transfer.amount, amount)
     credit.settle_credit(transfer.id, transfer.amount, amount)
     transfer.capture(amount, request_id)

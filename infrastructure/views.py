@@ -6,8 +6,17 @@ transactions (one per API query). Each projection's position is a row of
 compare-and-set, so two followers racing on one view cannot both apply a batch, and a
 crash at any point leaves rows and position agreeing.
 
-SQL is written once with ``?`` placeholders and ``{id}``/``{int}``/``{ts}`` column
-types; ``Dialect`` adapts it to SQLite or PostgreSQL.
+SQL is written once with ``?`` placeholders and ``{id}``/``{int}``/``{wide}``/``{ts}``
+column types; ``Dialect`` adapts it to SQLite or PostgreSQL.
+
+``{wide}`` holds a number that may need more than 64 bits: a world account's balance
+and pending amounts range over signed 128 bits (``domain.money``). PostgreSQL stores
+it as NUMERIC(39,0), exactly. SQLite's INTEGER is 64-bit, Python's sqlite3 cannot
+bind a bigger int, and INTEGER or NUMERIC affinity would turn the decimal text of one
+into a lossy REAL; so the column is declared BLOB (no affinity) and holds an INTEGER
+when the value fits in 64 bits, its decimal text otherwise (``Dialect.wide_value``).
+Either reads back exactly with ``Dialect.wide_from``. SQL never computes with such a
+column: the projections add in Python.
 """
 
 from __future__ import annotations
@@ -31,6 +40,8 @@ from infrastructure.private_text import PrivateText
 from infrastructure.settings import DatabaseUrl, Settings, parse_database_url
 
 TRACKING_TABLE = "projection_tracking"
+INT64_MIN = -(2**63)
+INT64_MAX = 2**63 - 1
 SQLITE_BUSY_TIMEOUT_SECONDS = 30
 POSTGRES_READ_POOL_SIZE_MAX = 8
 POSTGRES_STATEMENT_TIMEOUT_MILLISECONDS = 30_000
@@ -68,9 +79,9 @@ class Dialect:
         self.kind = kind
         self.is_sqlite = kind == "sqlite"
         self.types = (
-            {"id": "TEXT", "int": "INTEGER", "ts": "TEXT"}
+            {"id": "TEXT", "int": "INTEGER", "wide": "BLOB", "ts": "TEXT"}
             if self.is_sqlite
-            else {"id": "UUID", "int": "BIGINT", "ts": "TIMESTAMPTZ"}
+            else {"id": "UUID", "int": "BIGINT", "wide": "NUMERIC(39,0)", "ts": "TIMESTAMPTZ"}
         )
 
     def sql(self, text: str, **tables: str) -> str:
@@ -89,6 +100,21 @@ class Dialect:
     def id_key(self, value: Any) -> str:
         """A stored id as the hex string the projections use."""
         return value if isinstance(value, str) else value.hex
+
+    # Numbers of ``{wide}`` columns (see the module docstring).
+
+    def wide_value(self, value: int) -> Any:
+        if self.is_sqlite and not INT64_MIN <= value <= INT64_MAX:
+            return str(value)
+        return value
+
+    def wide_from(self, value: Any) -> int:
+        """An int from what a ``{wide}`` column holds: an int, the decimal text of a
+        bigger one (SQLite), or a Decimal (PostgreSQL NUMERIC); all of them exact."""
+        if isinstance(value, float):
+            # Only a column with numeric affinity makes a float of a big number.
+            raise ValueError(f"a {{wide}} column holds the float {value!r}: rebuild the views")
+        return int(value)
 
     def ts_value(self, value: datetime) -> Any:
         return value.isoformat() if self.is_sqlite else value
@@ -172,6 +198,22 @@ class ViewTransaction:
                 "WHERE schemaname = current_schema() AND tablename = ?"
             )
         return {row[0] for row in self.fetchall(query, (table,))}
+
+    def column_types(self, table: str) -> dict[str, str]:
+        """Each column of ``table`` and its declared type, upper case."""
+        if self.dialect.is_sqlite:
+            rows = self.fetchall("SELECT name, type FROM pragma_table_info(?)", (table,))
+            return {name: str(kind).upper() for name, kind in rows}
+        rows = self.fetchall(
+            "SELECT column_name, data_type, numeric_precision, numeric_scale "
+            "FROM information_schema.columns "
+            "WHERE table_schema = current_schema() AND table_name = ?",
+            (table,),
+        )
+        return {
+            name: f"NUMERIC({precision},{scale})" if kind == "numeric" else str(kind).upper()
+            for name, kind, precision, scale in rows
+        }
 
     def table_exists(self, table: str) -> bool:
         if self.dialect.is_sqlite:

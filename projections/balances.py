@@ -21,6 +21,9 @@ COLUMNS = (
     "pending_debits", "pending_credits", "overdraft_limit", "metadata", "version",
     "created_at", "updated_at", "position",
 )  # fmt: skip
+# A world account's may need more than 64 bits: ``{wide}`` columns (infrastructure/views.py).
+WIDE_COLUMNS = ("balance", "available_balance", "pending_debits", "pending_credits")
+_WIDE_INDEXES = tuple(COLUMNS.index(column) for column in WIDE_COLUMNS)
 LOAD_CHUNK_SIZE = 500
 
 _UPSERT = (
@@ -45,8 +48,8 @@ class Balances:
         "balances": (
             "CREATE TABLE {table} (account_id {id} PRIMARY KEY, currency TEXT NOT NULL, "
             "name TEXT NOT NULL, status TEXT NOT NULL, is_world {int} NOT NULL, "
-            "balance {int} NOT NULL, available_balance {int} NOT NULL, "
-            "pending_debits {int} NOT NULL, pending_credits {int} NOT NULL, "
+            "balance {wide} NOT NULL, available_balance {wide} NOT NULL, "
+            "pending_debits {wide} NOT NULL, pending_credits {wide} NOT NULL, "
             "overdraft_limit {int} NOT NULL, metadata TEXT NOT NULL, version {int} NOT NULL, "
             "created_at {ts} NOT NULL, updated_at {ts} NOT NULL, position {int} NOT NULL)"
         )
@@ -70,9 +73,13 @@ class Balances:
             assert row is not None, f"account {positioned.originator_id} has no Opened event"
             _apply(row, positioned, tx.private)
         written = []
+        wide_value = tx.dialect.wide_value
         for row in rows.values():
             row["available_balance"] = row["balance"] - row["pending_debits"]
-            written.append([row[column] for column in COLUMNS])
+            values = [row[column] for column in COLUMNS]
+            for index in _WIDE_INDEXES:
+                values[index] = wide_value(values[index])
+            written.append(values)
         tx.executemany(_UPSERT, written, table=table)
 
     def _load(self, tx: ViewTransaction, table: str, account_ids: set[str]) -> dict[str, Any]:
@@ -91,6 +98,8 @@ class Balances:
             for values in found:
                 row = dict(zip(COLUMNS, values, strict=True))
                 row["account_id"] = dialect.id_key(row["account_id"])
+                for column in WIDE_COLUMNS:
+                    row[column] = dialect.wide_from(row[column])
                 rows[row["account_id"]] = row
         return rows
 

@@ -14,6 +14,7 @@ transfers, whole inside one view transaction.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -99,11 +100,41 @@ def create_tables(
     for logical, template in projection.tables.items():
         if not tx.table_exists(tables[logical]):
             tx.execute(template.replace("{table}", tables[logical]))
+        else:
+            widen_columns(tx, tables[logical], template)
     if not rebuilding:
         create_indexes(tx, projection, rebuilding, generation)
     name = tracking_name(projection, rebuilding)
     if name not in tx.positions():
         tx.set_position(name, 0)
+
+
+def widen_columns(tx: ViewTransaction, table: str, template: str) -> None:
+    """Gives the ``{wide}`` columns of ``template`` their type in a table made before
+    they had it (a 64-bit INTEGER or BIGINT), keeping every row exactly: every value
+    stored so far fits in 64 bits. PostgreSQL alters the columns; SQLite, which cannot
+    change a column's type, copies the rows into a new table (whose indexes
+    ``create_indexes`` makes again)."""
+    wide = _WIDE_COLUMN.findall(template)
+    declared = tx.column_types(table)
+    wide_type = tx.dialect.types["wide"].upper()
+    narrow = [column for column in wide if declared.get(column) != wide_type]
+    if not narrow:
+        return
+    if tx.dialect.is_sqlite:
+        widened = f"{table}{WIDEN_SUFFIX}"
+        tx.execute(f"DROP TABLE IF EXISTS {widened}")
+        tx.execute(template.replace("{table}", widened))
+        tx.execute(f"INSERT INTO {widened} SELECT * FROM {table}")
+        tx.execute(f"DROP TABLE {table}")
+        tx.execute(f"ALTER TABLE {widened} RENAME TO {table}")
+        return
+    for column in narrow:
+        tx.execute(f"ALTER TABLE {table} ALTER COLUMN {column} TYPE {wide_type}")
+
+
+_WIDE_COLUMN = re.compile(r"(\w+) \{wide\}")
+WIDEN_SUFFIX = "__widen"
 
 
 def create_indexes(

@@ -79,6 +79,10 @@ class EventDecoder:
         if "class_version" in data:
             raise _Slow()
         for key, value in data.items():
+            if type(value) is float:
+                # orjson reads an integer beyond 64 bits (a world account's balance)
+                # as a float; the library's decoder reads it exactly.
+                raise _Slow()
             if type(value) is dict:
                 custom = value.get("_type_")
                 if custom in _FAST_TYPES and "_data_" in value:

@@ -186,7 +186,7 @@ class ReadModels:
                 position=int(row[0]),
                 transfer_id=dialect.id_from(row[1]),
                 amount=int(row[2]),
-                balance_after=int(row[3]),
+                balance_after=dialect.wide_from(row[3]),
                 timestamp=dialect.ts_from(row[4]),
                 description=tx.private.open(row[5]),
             )
@@ -202,13 +202,24 @@ class ReadModels:
                 "FROM totals ORDER BY currency",
                 [],
             )
-        return [CurrencyTotals(r[0], int(r[1]), int(r[2]), int(r[3]), int(r[4])) for r in rows]
+        wide_from = self.store.dialect.wide_from
+        return [
+            CurrencyTotals(r[0], wide_from(r[1]), int(r[2]), int(r[3]), int(r[4])) for r in rows
+        ]
 
     def balance_sums(self) -> dict[str, int]:
-        """Sum of all balances per currency from the balances view, in one query."""
+        """Sum of all balances per currency from the balances view, in one query.
+
+        Added up here, exactly: SQL cannot add a world account's balance (a ``{wide}``
+        column, infrastructure/views.py) on SQLite.
+        """
+        dialect = self.store.dialect
+        sums: dict[str, int] = {}
         with self.store.read() as tx:
-            rows = tx.fetchall("SELECT currency, SUM(balance) FROM balances GROUP BY currency")
-        return {currency: int(total) for currency, total in rows}
+            rows = tx.fetchall("SELECT currency, balance FROM balances")
+        for currency, balance in rows:
+            sums[currency] = sums.get(currency, 0) + dialect.wide_from(balance)
+        return sums
 
     def status(self) -> list[ProjectionStatus]:
         """Ours first, then any other view that keeps a tracking row (audit_chain)."""
@@ -290,10 +301,10 @@ def _account_row(tx: ViewTransaction, row: Any) -> AccountRow:
         name=private.open(values["name"]),
         status=values["status"],
         is_world=bool(values["is_world"]),
-        balance=int(values["balance"]),
-        available_balance=int(values["available_balance"]),
-        pending_debits=int(values["pending_debits"]),
-        pending_credits=int(values["pending_credits"]),
+        balance=dialect.wide_from(values["balance"]),
+        available_balance=dialect.wide_from(values["available_balance"]),
+        pending_debits=dialect.wide_from(values["pending_debits"]),
+        pending_credits=dialect.wide_from(values["pending_credits"]),
         overdraft_limit=int(values["overdraft_limit"]),
         metadata=json.loads(private.open(values["metadata"])),
         version=int(values["version"]),

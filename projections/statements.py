@@ -1,7 +1,8 @@
 """The ``statements`` view: one row per posting, for paged account statements.
 
 A posting is a ``Debited`` (negative amount) or ``Credited`` (positive) event; its row
-keeps the balance after it, so a page of a statement needs no running sum.
+keeps the balance after it, so a page of a statement needs no running sum. The amount
+is at most 10^15; the balance after it is a world account's too, so a ``{wide}`` column.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ class Statements:
     tables: Mapping[str, str] = {
         "statements": (
             "CREATE TABLE {table} (position {int} PRIMARY KEY, account_id {id} NOT NULL, "
-            "transfer_id {id} NOT NULL, amount {int} NOT NULL, balance_after {int} NOT NULL, "
+            "transfer_id {id} NOT NULL, amount {int} NOT NULL, balance_after {wide} NOT NULL, "
             "timestamp {ts} NOT NULL, description TEXT NOT NULL)"
         ),
         "statements_pending": PENDING_TABLE_TEMPLATE,
@@ -37,6 +38,7 @@ class Statements:
         self, tx: ViewTransaction, tables: Mapping[str, str], events: Sequence[Positioned]
     ) -> None:
         facts = TransferFacts(tx, tables["statements_pending"], events)
+        wide_value = tx.dialect.wide_value
         rows = []
         for positioned in events:
             sign = _SIGN.get(positioned.kind)
@@ -50,7 +52,7 @@ class Statements:
                     positioned.originator_id,
                     transfer_id,
                     sign * data["amount"],
-                    data["balance_after"],
+                    wide_value(data["balance_after"]),
                     data["timestamp"],
                     facts.description(transfer_id),
                 )

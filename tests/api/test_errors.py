@@ -186,6 +186,7 @@ EXPECTED_PROBLEMS: dict[type[errors.LedgerError], tuple[int, str]] = {
     errors.UnknownCurrency: (422, "validation_error"),
     errors.AmountOutOfRange: (422, "amount_out_of_range"),
     errors.SameAccount: (422, "same_account"),
+    errors.ReservedId: (422, "reserved_id"),
     errors.NotFound: (404, "not_found"),
     errors.AccountNotFound: (404, "not_found"),
     errors.TransferNotFound: (404, "not_found"),

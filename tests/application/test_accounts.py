@@ -12,6 +12,7 @@ from domain.errors import (
     AccountNotFound,
     IdempotencyKeyReused,
     InvalidRequest,
+    ReservedId,
     VersionMismatch,
 )
 from domain.ledger import Ledger
@@ -39,7 +40,7 @@ class TestOpenAccount:
             ledger.open_account("EUR", "carol", account_id=account_id)
 
     def test_the_world_account_id_cannot_be_taken(self, ledger: Ledger) -> None:
-        with pytest.raises(IdempotencyKeyReused):
+        with pytest.raises(ReservedId):
             ledger.open_account("USD", account_id=world_account_id("USD"))
 
     def test_unknown_account_is_not_found(self, ledger: Ledger) -> None:

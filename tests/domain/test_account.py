@@ -55,7 +55,7 @@ class TestDebit:
             account.debit(uuid4(), 41)
         account.debit(uuid4(), 40)
 
-    def test_world_account_has_no_limit_but_stays_in_64_bits(self) -> None:
+    def test_world_account_has_no_funds_limit(self) -> None:
         world = new_account(is_world=True)
         world.debit(uuid4(), 10**15)
         assert world.balance == -(10**15)
