@@ -43,7 +43,7 @@ READ_MODEL = (*KEY, *INPUT, *STORE, "view_behind")
 
 # (method, path) -> the codes that operation can answer besides ``ANY``.
 OPERATION_CODES: dict[tuple[str, str], tuple[str, ...]] = {
-    ("post", "/v1/accounts"): (*KEY, *BODY, *WRITE, "idempotency_key_reused"),
+    ("post", "/v1/accounts"): (*KEY, *BODY, *WRITE, "idempotency_key_reused", "reserved_id"),
     ("get", "/v1/accounts"): READ_MODEL,
     ("get", "/v1/accounts/{account_id}"): ACCOUNT_READ,
     ("patch", "/v1/accounts/{account_id}"): (*ACCOUNT_COMMAND, *BODY),
@@ -53,10 +53,11 @@ OPERATION_CODES: dict[tuple[str, str], tuple[str, ...]] = {
     # The world account of the currency is the other side: naming it is same_account.
     ("post", "/v1/accounts/{account_id}/deposits"): (
         *KEY, *BODY, *WRITE, "not_found", "same_account", "idempotency_key_reused",
-        "account_frozen", "account_closed", "amount_out_of_range",
+        "account_frozen", "account_closed", "amount_out_of_range", "reserved_id",
     ),
     ("post", "/v1/accounts/{account_id}/withdrawals"): (
         *KEY, *BODY, *WRITE, *REJECTIONS, "not_found", "same_account", "idempotency_key_reused",
+        "reserved_id",
     ),
     ("get", "/v1/accounts/{account_id}/events"): ACCOUNT_READ,
     ("get", "/v1/accounts/{account_id}/balance"): ACCOUNT_READ,
@@ -64,7 +65,7 @@ OPERATION_CODES: dict[tuple[str, str], tuple[str, ...]] = {
     # Account ids in the body: an unknown one is a 404.
     ("post", "/v1/transfers"): (
         *KEY, *BODY, *WRITE, *REJECTIONS, "not_found", "currency_mismatch", "same_account",
-        "idempotency_key_reused",
+        "idempotency_key_reused", "reserved_id",
     ),
     # An item's failure, unknown accounts included, is batch_item_failed with its index.
     ("post", "/v1/transfers/batch"): (
@@ -80,7 +81,7 @@ OPERATION_CODES: dict[tuple[str, str], tuple[str, ...]] = {
     ),
     ("post", "/v1/transfers/{transfer_id}/reverse"): (
         *KEY, *BODY, *WRITE, *REJECTIONS, "not_found", "transfer_not_posted",
-        "idempotency_key_reused",
+        "idempotency_key_reused", "reserved_id",
     ),
     ("get", "/v1/projections"): READ_MODEL,
     ("get", "/v1/audit/digest"): (*KEY, *STORE),

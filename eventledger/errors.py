@@ -3,6 +3,7 @@
     ProblemError                 any problem+json answer (status, code, detail, problem)
     ├── RequestRefused           4xx: the request as sent will not succeed; fix it
     │   ├── ValidationError      validation_error (422) and other malformed requests
+    │   │   └── ReservedId       reserved_id (422): a world account's id was given
     │   ├── Unauthorized         unauthorized (401)
     │   ├── Forbidden            forbidden (403)
     │   ├── NotFound             not_found (404)
@@ -47,6 +48,12 @@ class RetryLater(ProblemError):
 
 class ValidationError(RequestRefused):
     code = "validation_error"
+
+
+class ReservedId(ValidationError):
+    """An id given for a new account or transfer is a world account's id."""
+
+    code = "reserved_id"
 
 
 class Unauthorized(RequestRefused):

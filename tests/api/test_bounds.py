@@ -30,7 +30,7 @@ import pytest
 from fastapi.testclient import TestClient
 from typer.testing import CliRunner
 
-from api import deps
+from api import idempotency
 from api.app import create_app
 from api.cli import app as cli
 from domain.money import AMOUNT_MAX, BALANCE_MAX, world_account_id
@@ -84,7 +84,7 @@ def account_rows(client: TestClient, currency: str, position: int) -> dict[str, 
         "/v1/accounts", params={"currency": currency, "min_position": position, "limit": 1000}
     )
     assert response.status_code == 200, response.text
-    return {row["id"]: row for row in response.json()["accounts"]}
+    return {row["id"]: row for row in response.json()["items"]}
 
 
 # The attacks take ten HTTP batches each; the memory store's views are a SQLite file,
@@ -163,7 +163,7 @@ class TestSaturation:
             params={"cursor": str(position - 3), "min_position": position},
         )
         assert statement.status_code == 200, statement.text
-        assert [p["balance_after"] for p in statement.json()["postings"]] == [world_balance]
+        assert [p["balance_after"] for p in statement.json()["items"]] == [world_balance]
         every_view = client.get("/v1/projections", params={"min_position": position})
         lags = {view["name"]: view["lag"] for view in every_view.json()["projections"]}
         assert [lags[name] for name in ("balances", "statements", "totals")] == [0, 0, 0]
@@ -238,7 +238,7 @@ class TestReservedIds:
         # with the world ids' own namespace, the key "world:AUD" derives one, which
         # shows the check sees the id however it was made.
         alice, bob = accounts
-        monkeypatch.setattr(deps, "IDEMPOTENCY_NAMESPACE", NAMESPACE_URL)
+        monkeypatch.setattr(idempotency, "IDEMPOTENCY_NAMESPACE", NAMESPACE_URL)
         assert uuid5(NAMESPACE_URL, "world:AUD") == world_account_id("AUD")
         key = {"Idempotency-Key": "world:AUD"}
         paid = transfer(client, alice, bob, 10).json()["id"]

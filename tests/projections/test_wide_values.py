@@ -57,7 +57,7 @@ def statement_balances(read_models: ReadModels, account: UUID) -> list[int]:
     balances, cursor = [], None
     while True:
         page = read_models.statement(account, cursor=cursor, limit=1000)
-        balances += [posting.balance_after for posting in page.postings]
+        balances += [posting.balance_after for posting in page.items]
         if page.next_cursor is None:
             return balances
         cursor = page.next_cursor
@@ -75,7 +75,7 @@ def test_views_and_verify_agree_past_64_bits(ledger: Ledger, views: ViewStore) -
     assert assert_rows_match_aggregates(ledger, views) == 4  # with the world account
     read_models = ReadModels(views, ledger.head_position)
     world_row = next(
-        row for row in read_models.list_accounts(currency=CURRENCY).accounts if row.is_world
+        row for row in read_models.list_accounts(currency=CURRENCY).items if row.is_world
     )
     assert (world_row.balance, world_row.available_balance) == (
         world.balance, world.available_balance,
