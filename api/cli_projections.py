@@ -2,8 +2,9 @@
 
 ``run`` follows the log in the foreground until SIGINT/SIGTERM (the production runner;
 ``eventledger serve`` has the same follower in-process). ``status`` shows each view's
-position, the log head and the lag. ``rebuild`` replays the log into fresh tables with
-a progress bar and swaps them in; interrupted, the next ``rebuild`` resumes it.
+position, the log head, the lag and, for a view stalled before an event it cannot
+apply, where and why (it exits 1 then). ``rebuild`` replays the log into fresh tables
+with a progress bar and swaps them in; interrupted, the next ``rebuild`` resumes it.
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ from infrastructure.settings import Settings
 from infrastructure.views import ViewStore
 from projections.base import Projection
 from projections.catalog import all_projections, select_projections
+from projections.follower import ProjectionStalled
 from projections.queries import ReadModels
 from projections.rebuild import REBUILD_BATCH_SIZE, rebuild
 from projections.runner import ProjectionRunner
@@ -149,18 +151,26 @@ def status(
     views_database: ViewsDatabaseOption = None,
     as_json: JsonOption = False,
 ) -> None:
-    """Each view's position, the log head and the lag."""
+    """Each view's position, the log head and the lag; exits 1 if a view is stalled."""
     settings = _settings(database, views_database)
     with _open(settings) as (ledger, store):
         rows = ReadModels(store, ledger.head_position).status()
+    stalled = [row.stalled for row in rows if row.stalled is not None]
     if as_json:
         print(json.dumps([asdict(row) for row in rows], indent=2))
-        return
-    table = Table("name", "position", "head", "lag", "rebuilding")
-    for row in rows:
-        rebuilding = "" if row.rebuilding is None else f"at {row.rebuilding}"
-        table.add_row(row.name, str(row.position), str(row.head), str(row.lag), rebuilding)
-    stdout.print(table)
+    else:
+        table = Table("name", "position", "head", "lag", "rebuilding", "stalled")
+        for row in rows:
+            rebuilding = "" if row.rebuilding is None else f"at {row.rebuilding}"
+            failure = "" if row.stalled is None else f"at {row.stalled.position}"
+            table.add_row(
+                row.name, str(row.position), str(row.head), str(row.lag), rebuilding, failure
+            )
+        stdout.print(table)
+        for failure in stalled:
+            stdout.print(f"[red]stalled[/red]: {failure.describe()}", highlight=False)
+    if stalled:
+        raise typer.Exit(1)
 
 
 @projections_app.command("rebuild")
@@ -188,6 +198,12 @@ def rebuild_command(
             )
         except KeyboardInterrupt:
             raise fail("interrupted; run the same command again to resume", 130) from None
+        except ProjectionStalled as stalled:
+            raise fail(
+                f"the rebuild stopped: {stalled}; the live views are unchanged, and the "
+                "same command resumes once the event can be applied",
+                1,
+            ) from None
     summary = {**asdict(report), "events_per_second": round(report.events_per_second)}
     if as_json:
         print(json.dumps(summary, indent=2))

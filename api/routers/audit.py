@@ -15,16 +15,19 @@ from pydantic import BaseModel, Field
 
 from api.auth import AuditAccess
 from api.errors import Problem, problem_responses
-from projections.audit import Audit
-from projections.audit.hashing import ALGORITHM, parse_digest
+from projections.audit import Audit, ChainMoving, ChainUpgradeBlocked
+from projections.audit.hashing import ALGORITHM, LEGACY_ALGORITHM, parse_digest
 
 router = APIRouter(tags=["audit"])
 
 DIGEST_PATTERN = r"^[0-9a-fA-F]{64}@[0-9]{1,19}$"
 AUDIT_PROBLEMS = (401, 403, 409, 422, 429, 503)
 CHECK_DESCRIPTION = (
-    "what failed: chain, checkpoint, digest, gap, inserted, version, balance, overdraft, "
-    "posting, sum, status, currency, reversal, decode, read_model:balances"
+    "what failed: chain, checkpoint, digest, gap, inserted, originator_id, stored_type, "
+    "version, event_type, decode, balance, overdraft, posting, sum, pending, status, "
+    "currency, reversal, amount, account, world_id_squatted, read_model:balances, "
+    "read_model:totals, read_model:statements, snapshots, projection_stalled, "
+    "chain_algorithm"
 )
 
 
@@ -45,7 +48,10 @@ VerifyLockDep = Annotated[threading.Lock, Depends(get_verify_lock)]
 class DigestOut(BaseModel):
     position: int = Field(description="log position of the last event the chain covers")
     hash: str = Field(description="the chain hash after that event, 64 hex digits")
-    algorithm: str = Field(description=f"always {ALGORITHM!r}; see the README")
+    algorithm: str = Field(
+        description=f"the chain's algorithm: {ALGORITHM!r} (a store chained with "
+        f"{LEGACY_ALGORITHM!r} is re-chained once checked); see the README"
+    )
     events: int = Field(description="how many events the chain covers")
     digest: str = Field(description="HASH@POSITION, to keep outside the database")
 
@@ -86,9 +92,14 @@ class VerifyOut(BaseModel):
     dependencies=[AuditAccess],
     responses=problem_responses(401, 403, 429, 503),
     summary="The hash chain's head, to be kept outside the database",
+    description="409 `conflict` while the store's chain is of the legacy algorithm and the "
+    "log no longer matches it: `POST /v1/audit/verify` says where.",
 )
 def audit_digest(audit: AuditDep) -> DigestOut:
-    return DigestOut.model_validate(audit.digest())
+    try:
+        return DigestOut.model_validate(audit.digest())
+    except (ChainUpgradeBlocked, ChainMoving) as error:
+        raise Problem(409, "conflict", str(error)) from None
 
 
 @router.post(
@@ -104,6 +115,8 @@ def audit_verify(audit: AuditDep, lock: VerifyLockDep, body: VerifyIn | None = N
         raise Problem(409, "conflict", "a verification is already running; try again later")
     try:
         result = audit.verify(digest)
+    except ChainMoving as error:
+        raise Problem(409, "conflict", str(error)) from None
     finally:
         lock.release()
     return VerifyOut.model_validate(result.as_dict())

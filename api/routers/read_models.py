@@ -4,7 +4,10 @@
 The app's lifespan (``api.app``) opens the views and runs the in-process projection
 runner. Every route takes ``?min_position=N`` (the ``position`` of a command's
 response) and waits, at most ``read_your_writes_timeout_seconds``, until its view
-has applied the log up to N; if it has not, it answers 503 with Retry-After.
+has applied the log up to N; if it has not, it answers 503 ``view_behind`` with
+Retry-After. A view stalled before N (an event it cannot apply; see
+``projections.failures``) will not get there by waiting: that is answered at once,
+503 ``view_stalled``, naming the view, the event and the error.
 """
 
 from __future__ import annotations
@@ -20,12 +23,14 @@ from api.auth import ReadAccess
 from api.deps import SettingsDep
 from api.errors import READ_PROBLEMS, Problem, problem_responses
 from infrastructure.settings import Settings
-from projections.queries import PAGE_SIZE_MAX, ReadModels, ViewBehind
+from projections.queries import PAGE_SIZE_MAX, ReadModels, ViewBehind, ViewStalled
 
 router = APIRouter(tags=["read models"])
 
 POSITION_MAX = 2**62
 RETRY_AFTER_SECONDS = 1
+# A stalled view waits for an operator: no point in asking again every second.
+STALLED_RETRY_AFTER_SECONDS = 30
 
 
 async def get_read_models(request: Request) -> ReadModels:
@@ -88,12 +93,28 @@ class StatementOut(Body):
     position: int = Field(description="the statements view's log position")
 
 
+class StalledOut(Body):
+    position: int = Field(
+        description="log position of the first event the view cannot apply; it stays before it"
+    )
+    last_position: int = Field(description="the end of the save that holds that event")
+    cause: str | None = Field(
+        description="the projection whose apply failed (this one, or one followed with it, "
+        "which holds it back); null when the event cannot be read or decoded"
+    )
+    error: str = Field(description="the error's class and message")
+    since: datetime = Field(description="when the follower first met it")
+
+
 class ProjectionOut(Body):
     name: str
     position: int
     head: int
     lag: int
     rebuilding: int | None = Field(description="position of an unfinished rebuild")
+    stalled: StalledOut | None = Field(
+        None, description="set while the view is stalled before an event it cannot apply"
+    )
 
 
 class ProjectionsOut(Body):
@@ -117,6 +138,21 @@ def wait_for_views(
         )
     try:
         read_models.wait_for(min_position, names, settings.read_your_writes_timeout_seconds)
+    except ViewStalled as error:
+        raise Problem(
+            503,
+            "view_stalled",
+            error.detail,
+            headers={"Retry-After": str(STALLED_RETRY_AFTER_SECONDS)},
+            extra={
+                "position": error.position,
+                "reached": error.reached,
+                "stalled": [
+                    {"projection": f.name, "position": f.position, "error": f.error}
+                    for f in error.failures
+                ],
+            },
+        ) from None
     except ViewBehind as error:
         raise Problem(
             503,
