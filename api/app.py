@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import copy
 import logging
+import sqlite3
 import threading
 from collections.abc import AsyncIterator, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
@@ -20,6 +21,7 @@ from datetime import datetime
 from functools import partial
 from typing import Any
 
+import psycopg
 from anyio import to_thread
 from fastapi import APIRouter, FastAPI
 
@@ -43,7 +45,7 @@ from infrastructure.persistence import build_ledger
 from infrastructure.settings import Settings
 from infrastructure.views import ViewStore
 from projections.audit import Audit
-from projections.catalog import select_projections
+from projections.catalog import all_projections, select_projections
 from projections.expiry import PendingExpirySweeper
 from projections.queries import ReadModels
 from projections.runner import ProjectionRunner
@@ -92,6 +94,7 @@ def create_app(settings: Settings, *, clock: Callable[[], datetime] | None = Non
     app.state.metrics = metrics = Metrics()
     app.state.rate_limiter = build_rate_limiter(settings)
     metrics.follow_conflict_retries(lambda: _conflict_retries(app))
+    metrics.follow_projections(lambda: _projection_states(app))
     install_error_handlers(app)
     for router in ROUTERS:
         app.include_router(router)
@@ -257,3 +260,19 @@ def _check_open_mode(settings: Settings, has_keys: bool) -> None:
 def _conflict_retries(app: FastAPI) -> int:
     ledger = getattr(app.state, "ledger", None)
     return ledger.conflict_retries if ledger is not None else 0
+
+
+def _projection_states(app: FastAPI) -> list[tuple[str, int | None]]:
+    """(name, stalled position or None) of each projection, for /metrics; nothing when
+    the views cannot be read (the scrape still answers, without these gauges)."""
+    read_models = getattr(app.state, "read_models", None)
+    if read_models is None:
+        return []
+    try:
+        failures = read_models.failures()
+    except (sqlite3.Error, psycopg.Error):
+        logger.warning("metrics: the views cannot be read", exc_info=True)
+        return []
+    names = list(all_projections())
+    names += sorted(name for name in failures if name not in names)
+    return [(name, failures[name].position if name in failures else None) for name in names]

@@ -1,8 +1,11 @@
-"""``eventledger audit digest|verify``: the hash chain's head, and a full verification.
+"""``eventledger audit digest|verify|rechain``: the hash chain's head, a full
+verification, and re-chaining the log as it is.
 
 ``verify`` exits 0 only if everything holds, 1 when it found a problem, 2 on bad
-input (a malformed digest), 3 when the store cannot be opened or has no ledger. The
-progress bar goes to stderr, so ``--json`` output on stdout stays machine-readable.
+input (a malformed digest), 3 when the store cannot be opened or has no ledger.
+``digest`` exits 1 when the store's chain is of the legacy algorithm and the log no
+longer matches it (verify says where). The progress bar goes to stderr, so ``--json``
+output on stdout stays machine-readable.
 """
 
 from __future__ import annotations
@@ -68,8 +71,17 @@ def open_audit(database: str | None) -> Iterator[Audit]:
 @audit_app.command("digest")
 def digest(database: DatabaseOption = None, as_json: JsonOption = False) -> None:
     """Print the chain's head as HASH@POSITION: keep it outside the database."""
+    from projections.audit import ChainMoving, ChainUpgradeBlocked
+
     with open_audit(database) as audit:
-        head = audit.digest()
+        try:
+            head = audit.digest()
+        except (ChainUpgradeBlocked, ChainMoving) as error:
+            raise _fail(str(error), 1) from None
+    _print_digest(head, as_json)
+
+
+def _print_digest(head: dict[str, Any], as_json: bool) -> None:
     if as_json:
         print(json.dumps({key: head[key] for key in ("position", "hash", "algorithm")}))
         return
@@ -78,6 +90,32 @@ def digest(database: DatabaseOption = None, as_json: JsonOption = False) -> None
         f"{head['algorithm']}, {head['events']} events up to position {head['position']}",
         highlight=False,
     )
+
+
+@audit_app.command("rechain")
+def rechain(
+    yes: Annotated[
+        bool, typer.Option("--yes", help="Confirm: chain the log as it is now.")
+    ] = False,
+    database: DatabaseOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Empty the chain and chain the log as it is now; print the new digest.
+
+    For a store whose legacy chain the log no longer matches, once you have looked
+    at why (`audit verify`), or after repairing the log on purpose. Digests taken
+    before still verify, or show what changed since.
+    """
+    from projections.audit import ChainMoving
+
+    if not yes:
+        raise _fail("this re-chains the log as it is now, changes included: pass --yes")
+    with open_audit(database) as audit:
+        try:
+            head = audit.rechain()
+        except ChainMoving as error:
+            raise _fail(str(error), 1) from None
+    _print_digest(head, as_json)
 
 
 @audit_app.command("verify")

@@ -2,7 +2,8 @@
 
 ``run`` follows the log in the foreground until SIGINT/SIGTERM (the production runner;
 ``eventledger serve`` has the same follower in-process). ``status`` shows each view's
-position, the log head and the lag. ``rebuild`` replays the log into fresh tables with
+position, the log head, the lag and, for a view stalled before an event it cannot
+apply, where and why (it exits 1 then). ``rebuild`` replays the log into fresh tables with
 a progress bar and swaps them in; interrupted, the next ``rebuild`` resumes it.
 """
 
@@ -16,7 +17,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict
 from types import FrameType
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -181,26 +182,36 @@ def status(
     views_database: ViewsDatabaseOption = None,
     as_json: JsonOption = False,
 ) -> None:
-    """Each view's position, the log head and the lag."""
+    """Each view's position, the log head and the lag; exits 1 if a view is stalled."""
     from projections.queries import ReadModels
 
     settings = _settings(database, views_database)
     with _open(settings, create=False) as (ledger, store):
         rows = ReadModels(store, ledger.head_position).status()
+    stalled = [row.stalled for row in rows if row.stalled is not None]
     if as_json:
-        print(json.dumps([asdict(row) for row in rows], indent=2))
-        return
+        print(json.dumps([asdict(row) for row in rows], indent=2, default=str))
+    else:
+        _print_status(rows, stalled)
+    if stalled:
+        raise typer.Exit(1)
+
+
+def _print_status(rows: list[Any], stalled: list[Any]) -> None:
     from rich.table import Table
 
-    table = Table("name", "position", "head", "lag", "rebuilding")
+    table = Table("name", "position", "head", "lag", "rebuilding", "stalled")
     for row in rows:
         rebuilding = "" if row.rebuilding is None else f"at {row.rebuilding}"
         if row.name in NOT_REBUILT:
             rebuilding = "never (append-only)"
-        table.add_row(row.name, str(row.position), str(row.head), str(row.lag), rebuilding)
+        failure = "" if row.stalled is None else f"at {row.stalled.position}"
+        table.add_row(row.name, str(row.position), str(row.head), str(row.lag), rebuilding, failure)
     stdout.print(table)
     for name in sorted(NOT_REBUILT.keys() & {row.name for row in rows}):
         stdout.print(NOT_REBUILT[name], highlight=False)
+    for failure in stalled:
+        stdout.print(f"[red]stalled[/red]: {failure.describe()}", highlight=False)
 
 
 @projections_app.command("rebuild")
@@ -212,6 +223,7 @@ def rebuild_command(
     as_json: JsonOption = False,
 ) -> None:
     """Replay the log into fresh tables and swap them in; resumes an interrupted one."""
+    from projections.follower import ProjectionStalled
     from projections.rebuild import rebuild
 
     settings = _settings(database, views_database)
@@ -230,6 +242,12 @@ def rebuild_command(
             )
         except KeyboardInterrupt:
             raise fail("interrupted; run the same command again to resume", 130) from None
+        except ProjectionStalled as stalled:
+            raise fail(
+                f"the rebuild stopped: {stalled}; the live views are unchanged, and the "
+                "same command resumes once the event can be applied",
+                1,
+            ) from None
     summary = {**asdict(report), "events_per_second": round(report.events_per_second)}
     if as_json:
         print(json.dumps(summary, indent=2))

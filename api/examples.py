@@ -190,7 +190,7 @@ PROJECTIONS = {
 DIGEST = {
     "position": 17,
     "hash": CHAIN_HASH,
-    "algorithm": "sha256-chain-v1",
+    "algorithm": "sha256-chain-v2",
     "events": 17,
     "digest": f"{CHAIN_HASH}@17",
 }
@@ -198,7 +198,7 @@ VERIFY_IN = {"digest": f"{CHAIN_HASH}@17"}
 VERIFY = {
     "ok": False,
     "events_checked": 17,
-    "head": {"position": 17, "hash": CHAIN_HASH, "algorithm": "sha256-chain-v1"},
+    "head": {"position": 17, "hash": CHAIN_HASH, "algorithm": "sha256-chain-v2"},
     "problems": [
         {
             "check": "balance",

@@ -6,10 +6,10 @@ them); nothing here is a module-level singleton, so tests can build many apps.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
-from prometheus_client.core import CounterMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 LATENCY_BUCKETS_SECONDS = (
@@ -50,6 +50,11 @@ class Metrics:
         """Exports the ledger's count of optimistic-concurrency retries."""
         self.registry.register(_RetriesCollector(read))
 
+    def follow_projections(self, read: Callable[[], Sequence[tuple[str, int | None]]]) -> None:
+        """Exports each projection's state, read at scrape time: ``read`` gives
+        (name, the position it is stalled at, or None when it is not stalled)."""
+        self.registry.register(_ProjectionsCollector(read))
+
 
 class _RetriesCollector(Collector):
     def __init__(self, read: Callable[[], int]) -> None:
@@ -61,3 +66,27 @@ class _RetriesCollector(Collector):
             "Commands re-run after losing an optimistic-concurrency race",
             value=self.read(),
         )
+
+
+class _ProjectionsCollector(Collector):
+    def __init__(self, read: Callable[[], Sequence[tuple[str, int | None]]]) -> None:
+        self.read = read
+
+    def collect(self) -> Iterator[Metric]:
+        failed = GaugeMetricFamily(
+            "eventledger_projection_failed",
+            "1 while the projection is stalled before an event it cannot apply "
+            "(GET /v1/projections says which and why), else 0",
+            labels=["projection"],
+        )
+        stalled_at = GaugeMetricFamily(
+            "eventledger_projection_stalled_position",
+            "Log position of the event a stalled projection cannot get past",
+            labels=["projection"],
+        )
+        for name, position in self.read():
+            failed.add_metric([name], 0 if position is None else 1)
+            if position is not None:
+                stalled_at.add_metric([name], position)
+        yield failed
+        yield stalled_at

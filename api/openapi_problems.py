@@ -22,7 +22,10 @@ from api.errors import (
 )
 
 # Codes raised as ``Problem`` by a route rather than through the two tables of errors.py.
-ROUTE_CODES = {"view_behind": (503, "A view has not reached the position yet; retry")}
+ROUTE_CODES = {
+    "view_behind": (503, "A view has not reached the position yet; retry"),
+    "view_stalled": (503, "A view is stalled before an event it cannot apply"),
+}
 
 # Any request: the header-size limit and a failure of ours.
 ANY = ("headers_too_large", "internal_error")
@@ -39,7 +42,7 @@ WRITE = ("conflict", "outcome_unknown", "service_unavailable")
 REJECTIONS = ("insufficient_funds", "account_frozen", "account_closed", "amount_out_of_range")
 ACCOUNT_READ = (*KEY, *INPUT, *STORE, "not_found")
 ACCOUNT_COMMAND = (*KEY, *INPUT, *WRITE, "not_found", "account_closed", "version_mismatch")
-READ_MODEL = (*KEY, *INPUT, *STORE, "view_behind")
+READ_MODEL = (*KEY, *INPUT, *STORE, "view_behind", "view_stalled")
 
 # (method, path) -> the codes that operation can answer besides ``ANY``.
 OPERATION_CODES: dict[tuple[str, str], tuple[str, ...]] = {
@@ -84,7 +87,8 @@ OPERATION_CODES: dict[tuple[str, str], tuple[str, ...]] = {
         "idempotency_key_reused", "reserved_id",
     ),
     ("get", "/v1/projections"): READ_MODEL,
-    ("get", "/v1/audit/digest"): (*KEY, *STORE),
+    # A legacy chain the log no longer matches is not re-chained: a conflict.
+    ("get", "/v1/audit/digest"): (*KEY, *STORE, "conflict"),
     # One verify at a time per process: a second one meanwhile is a conflict.
     ("post", "/v1/audit/verify"): (*KEY, *BODY, *STORE, "conflict"),
     ("get", "/healthz"): (),

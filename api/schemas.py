@@ -267,11 +267,22 @@ class Health(BaseModel):
     model_config = model_examples(examples.HEALTH, examples.READY)
 
     status: str = Field(
-        description="`ok` from /healthz (the process is up), `ready` from /readyz (the "
-        "event store answers)."
+        description="`ok` from /healthz (the process is up); from /readyz, `ready` (the "
+        "event store and the views answer) or `degraded` (they answer, but a view is "
+        "stalled or this process's projection thread is not running)."
     )
     position: int | None = Field(
         None,
         description="The log's head position; null from /healthz, and from /readyz "
         "without read access.",
+    )
+    stalled: list[str] | None = Field(
+        None,
+        description="From /readyz when `status` is `degraded`: the views stalled before "
+        "an event they cannot apply (GET /v1/projections says where and why).",
+    )
+    detail: str | None = Field(
+        None,
+        description="From /readyz when `status` is `degraded`: what is wrong, without "
+        "positions or error messages.",
     )

@@ -43,6 +43,8 @@ T = TypeVar("T")
 DEFAULT_URL = "http://127.0.0.1:8000"
 # Transport errors after which the server surely did nothing with the request.
 NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
+# 503s that no retry can cure: a view stalled before an event needs an operator.
+NOT_RETRIED = frozenset({"view_stalled"})
 
 
 class RetryPolicy:
@@ -87,9 +89,11 @@ class _Session:
     def may_retry_answer(self, call: Call[Any], response: httpx.Response, attempt: int) -> bool:
         if attempt >= self.retry.attempts or response.status_code not in RETRY_STATUSES:
             return False
+        code = _problem(response).get("code")
+        if code in NOT_RETRIED:
+            return False
         if call.replay_safe:
             return True
-        code = _problem(response).get("code")
         return code != "outcome_unknown"  # it may be written: the caller decides
 
     def answer(self, call: Call[Model], response: httpx.Response) -> Model:

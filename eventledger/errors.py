@@ -144,6 +144,13 @@ class ViewBehind(RetryLater):
     code = "view_behind"
 
 
+class ViewStalled(ProblemError):
+    """A read model is stalled before an event it cannot apply: an operator must act,
+    so the client does not retry it."""
+
+    code = "view_stalled"
+
+
 def _leaves(base: type[ProblemError]) -> list[type[ProblemError]]:
     found = []
     for subclass in base.__subclasses__():

@@ -15,11 +15,12 @@ transfers, whole inside one view transaction.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 from infrastructure.views import ViewTransaction
+from projections.failures import clear_failures, create_failures_table
 
 REBUILD_SUFFIX = "__rebuild"
 REBUILD_TRACKING_SUFFIX = ":rebuild"
@@ -54,6 +55,23 @@ def whole_saves(events: Sequence[Positioned]) -> int:
         if not open_transfers:
             whole = index + 1
     return whole
+
+
+def split_saves(events: Sequence[Positioned]) -> Iterator[Sequence[Positioned]]:
+    """``events`` (whole saves) one save at a time, by the same boundary rule."""
+    open_transfers: set[str] = set()
+    start = 0
+    for index, positioned in enumerate(events):
+        if positioned.kind.startswith("Transfer."):
+            open_transfers.discard(positioned.originator_id)
+        else:
+            transfer_id = positioned.data.get("transfer_id")
+            if transfer_id is not None:
+                open_transfers.add(transfer_id)
+        if not open_transfers:
+            yield events[start : index + 1]
+            start = index + 1
+    assert start == len(events), "events do not end on a save boundary"
 
 
 def view_text(text: str) -> str:
@@ -104,6 +122,7 @@ def create_tables(
             widen_columns(tx, tables[logical], template)
     if not rebuilding:
         create_indexes(tx, projection, rebuilding, generation)
+        create_failures_table(tx)
     name = tracking_name(projection, rebuilding)
     if name not in tx.positions():
         tx.set_position(name, 0)
@@ -163,7 +182,8 @@ def drop_tables(tx: ViewTransaction, projection: Projection, rebuilding: bool) -
 
 
 def swap_in(tx: ViewTransaction, projection: Projection, position: int) -> None:
-    """Replaces the live tables by the rebuilt ones, in the caller's transaction."""
+    """Replaces the live tables by the rebuilt ones, in the caller's transaction; a
+    failure the live view recorded at or before ``position`` is behind it now."""
     live = physical_tables(projection, rebuilding=False)
     rebuilt = physical_tables(projection, rebuilding=True)
     for logical in projection.tables:
@@ -171,6 +191,8 @@ def swap_in(tx: ViewTransaction, projection: Projection, position: int) -> None:
         tx.execute(f"ALTER TABLE {rebuilt[logical]} RENAME TO {live[logical]}")
     tx.set_position(tracking_name(projection, rebuilding=False), position)
     tx.forget(tracking_name(projection, rebuilding=True))
+    create_failures_table(tx)
+    clear_failures(tx, [tracking_name(projection, rebuilding=False)], position)
 
 
 class TransferFacts:

@@ -1,4 +1,5 @@
-"""Following the notification log: read whole saves, apply them, move the positions.
+"""Following the notification log: read whole saves (``projections.reading``), apply
+them, move the positions.
 
 ``Follower.step`` is the unit of work: read the next batch of whole saves after the
 lowest position of its projections, then, in one view transaction, move each
@@ -6,65 +7,69 @@ projection's tracking row by compare-and-set and apply the events it has not see
 A crash anywhere leaves the rows and the positions of the last committed batch, so a
 restart neither loses nor repeats an event. A second follower on the same views
 loses the compare-and-set, reloads the positions and carries on.
+
+An event that cannot be read, decoded or applied (``projections.failures``: a
+permanent failure, not the databases being away) stops the follower before the save
+that holds it. A batch that fails is applied again one save per transaction, so every
+save before the bad one is committed and the failure is known to the save; the
+follower records it for each of its views and raises ``ProjectionStalled``. Nothing
+after it is applied by any of them, so the views never disagree with each other.
 """
 
 from __future__ import annotations
 
-import logging
 import random
 import threading
 import time
 from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
 from typing import Any
 
 from domain.ledger import Ledger
-from infrastructure.views import StalePosition, ViewStore
+from infrastructure.views import StalePosition, ViewStore, ViewTransaction
 from projections.base import (
     Positioned,
     Projection,
     create_tables,
     physical_tables,
+    split_saves,
     tracking_name,
-    whole_saves,
 )
 from projections.decoding import EventDecoder
+from projections.failures import (
+    ProjectionFailure,
+    clear_failures,
+    describe_error,
+    is_transient,
+    read_failures,
+    record_failures,
+)
+from projections.reading import BATCH_SIZE_MAX, EventUnreadable, read_whole_saves
 
-logger = logging.getLogger(__name__)
-
-BATCH_SIZE_MAX = 100_000
-# One save holds at most 1000 transfers of five events; a page is at least one event.
-PAGES_PER_BATCH_MAX = 10_000
 STALE_RETRIES_MAX = 20
 STALE_BACKOFF_SECONDS_MAX = 0.01
 
 
-def read_whole_saves(
-    ledger: Ledger,
-    after: int,
-    batch_size: int,
-    decoder: EventDecoder | None = None,
-    carried: Sequence[Positioned] = (),
-) -> tuple[list[Positioned], list[Positioned]]:
-    """About ``batch_size`` events after position ``after`` that end on a save
-    boundary (more when one save is larger than a batch), and the events read beyond
-    that boundary; ``carried`` are such events from the previous call, not read again.
-    """
-    assert 1 <= batch_size <= BATCH_SIZE_MAX
-    decode = (decoder or EventDecoder(ledger.mapper)).decode
-    events = list(carried)
-    start = events[-1].position if events else after
-    for _ in range(PAGES_PER_BATCH_MAX):
-        page = ledger.recorder.select_notifications(start, batch_size, inclusive_of_start=False)
-        events.extend(decode(notification) for notification in page)
-        whole = whole_saves(events)
-        if whole or len(page) < batch_size:
-            if not whole and events:
-                # A save is written atomically, so the log never ends inside one; if it
-                # seems to, the boundary rule and the model disagree: wait, don't guess.
-                logger.warning("log ends inside a save at %d; waiting", events[-1].position)
-            return events[:whole], events[whole:]
-        start = page[-1].id
-    raise AssertionError(f"no save boundary within {PAGES_PER_BATCH_MAX} pages after {after}")
+class ApplyFailed(Exception):
+    """A projection's apply raised a permanent error (inside the view transaction,
+    which rolls back)."""
+
+    def __init__(self, projection: str, error: BaseException) -> None:
+        super().__init__(f"{projection}: {describe_error(error)}")
+        self.projection = projection
+        self.error = error
+
+
+class ProjectionStalled(Exception):
+    """The follower stopped before an event it cannot apply; ``failures`` says where
+    and why, one per view held (recorded in the views, unless rebuilding)."""
+
+    def __init__(self, failures: list[ProjectionFailure]) -> None:
+        assert failures
+        cause = next((f for f in failures if f.cause in (None, f.name)), failures[0])
+        held = [f.name for f in failures if f is not cause]
+        super().__init__(cause.describe() + (f" (holding {', '.join(held)})" if held else ""))
+        self.failures = failures
 
 
 class Follower:
@@ -91,6 +96,9 @@ class Follower:
         self._decoder = EventDecoder(ledger.mapper)
         # Events read past the last boundary, and the position they follow.
         self._carried: tuple[int, list[Positioned]] = (-1, [])
+        # The latest position of a failure recorded for these views (None: none), so
+        # the batch that gets past it deletes it in its own transaction.
+        self._failure_position: int | None = None
 
     def create_tables(self, generation: str = "g0") -> None:
         with self.store.transaction() as tx:
@@ -100,10 +108,14 @@ class Follower:
     def positions(self) -> dict[str, int]:
         """Each projection's position, by projection name (cached between batches)."""
         if self._positions is None:
-            stored = self.store.positions()
+            with self.store.read() as tx:
+                stored = tx.positions()
+                failed = {} if self.rebuilding else read_failures(tx, table_known=False)
             missing = [n for n in self._names.values() if n not in stored]
             assert not missing, f"tables not created for {missing}"
             self._positions = {p: stored[n] for p, n in self._names.items()}
+            ours = [failed[n].position for n in self._names.values() if n in failed]
+            self._failure_position = max(ours, default=None)
         return dict(self._positions)
 
     @property
@@ -113,14 +125,23 @@ class Follower:
     def step(self) -> int:
         """Applies the next batch; returns how many events it read (0: caught up, or
         another follower kept winning the race for the positions: it is applying
-        them, and the caller's next poll looks again)."""
+        them, and the caller's next poll looks again).
+
+        Raises ProjectionStalled when an event cannot be read or applied (after
+        applying every save before it), and the databases' transient errors.
+        """
         for _ in range(STALE_RETRIES_MAX):
             positions = self.positions()
             after = min(positions.values())
             carried = self._carried[1] if self._carried[0] == after else []
-            events, rest = read_whole_saves(
-                self.ledger, after, self.batch_size, self._decoder, carried
-            )
+            try:
+                events, rest = read_whole_saves(
+                    self.ledger, after, self.batch_size, self._decoder, carried
+                )
+            except EventUnreadable as unreadable:
+                raise self._stalled(
+                    positions, unreadable.position, unreadable.position, None, unreadable.error
+                ) from unreadable.error
             self._carried = (events[-1].position if events else after, rest)
             if not events:
                 return 0
@@ -131,10 +152,53 @@ class Follower:
                 self._positions = None
                 time.sleep(random.uniform(0, STALE_BACKOFF_SECONDS_MAX))
                 continue
+            except ApplyFailed:
+                return self._apply_save_by_save(events)
             return len(events)
         return 0
 
-    def _apply(self, positions: dict[str, int], events: list[Positioned]) -> None:
+    def _apply_save_by_save(self, events: Sequence[Positioned]) -> int:
+        """Applies ``events``, a batch that failed, again one save per transaction: the
+        saves before the bad one are committed and the failure is known to its save.
+        Returns how many events it applied (the failure may not come back)."""
+        applied = 0
+        for save in split_saves(events):
+            positions = self.positions()
+            try:
+                self._apply(positions, save)
+            except StalePosition:
+                self._positions = None
+                return applied  # another follower is applying them
+            except ApplyFailed as failed:
+                raise self._stalled(
+                    positions, save[0].position, save[-1].position, failed.projection, failed.error
+                ) from failed.error
+            applied += len(save)
+        return applied
+
+    def _stalled(
+        self,
+        positions: dict[str, int],
+        first: int,
+        last: int,
+        cause: str | None,
+        error: BaseException,
+    ) -> ProjectionStalled:
+        """Records that each view before ``first`` is held there, and says so."""
+        since = datetime.now(UTC).isoformat(timespec="seconds")
+        cause = None if cause is None else self._names[cause]
+        failures = [
+            ProjectionFailure(self._names[name], first, last, cause, describe_error(error), since)
+            for name, position in positions.items()
+            if position < first
+        ]
+        if not self.rebuilding:
+            with self.store.transaction() as tx:
+                failures = record_failures(tx, failures)
+            self._failure_position = max(first, self._failure_position or 0)
+        return ProjectionStalled(failures)
+
+    def _apply(self, positions: dict[str, int], events: Sequence[Positioned]) -> None:
         end = events[-1].position
         with self.store.transaction() as tx:
             # Row locks in name order, like every transaction that moves positions.
@@ -147,8 +211,12 @@ class Follower:
                     unseen = events if events[0].position > position else [
                         e for e in events if e.position > position
                     ]  # fmt: skip
-                    projection.apply(tx, self._tables[projection.name], unseen)
+                    _apply_one(projection, tx, self._tables[projection.name], unseen)
+            if self._failure_position is not None:
+                clear_failures(tx, list(self._names.values()), end)
         self._positions = {name: max(position, end) for name, position in positions.items()}
+        if self._failure_position is not None and end >= self._failure_position:
+            self._failure_position = None
 
     def catch_up(
         self,
@@ -165,6 +233,22 @@ class Follower:
             if on_batch is not None:
                 on_batch(count)
         return total
+
+
+def _apply_one(
+    projection: Projection,
+    tx: ViewTransaction,
+    tables: dict[str, str],
+    events: Sequence[Positioned],
+) -> None:
+    """``projection.apply``; any error but the databases' transient ones is the events'
+    fault (a value the view cannot store, a fact it lacks): ApplyFailed."""
+    try:
+        projection.apply(tx, tables, events)
+    except Exception as error:
+        if is_transient(error):
+            raise
+        raise ApplyFailed(projection.name, error) from error
 
 
 def follower_for(

@@ -22,6 +22,7 @@ from infrastructure.views import ViewStore, ViewTransaction
 from projections.balances import COLUMNS as BALANCE_COLUMNS
 from projections.base import REBUILD_TRACKING_SUFFIX, create_tables
 from projections.catalog import all_projections
+from projections.failures import ProjectionFailure, read_failures
 
 WAIT_SECONDS_MAX = 30.0
 WAIT_INTERVAL_SECONDS = 0.01
@@ -37,6 +38,23 @@ class ViewBehind(LedgerError):
         super().__init__(
             f"{', '.join(names)} reached position {reached}, not yet {position}; retry"
         )
+        self.position = position
+        self.reached = reached
+
+
+class ViewStalled(LedgerError):
+    """A view the read waits for is stalled before the position asked for: it cannot
+    apply an event there, and waiting will not help until an operator repairs it."""
+
+    code = "view_stalled"
+
+    def __init__(self, failures: list[ProjectionFailure], position: int, reached: int) -> None:
+        super().__init__(
+            "; ".join(failure.describe() for failure in failures)
+            + f". The view will not reach position {position} until that is repaired "
+            "(GET /v1/projections shows it)"
+        )
+        self.failures = failures
         self.position = position
         self.reached = reached
 
@@ -102,6 +120,7 @@ class ProjectionStatus:
     head: int
     lag: int
     rebuilding: int | None  # the position of an unfinished rebuild
+    stalled: ProjectionFailure | None = None  # the event it cannot apply, if any
 
 
 class ReadModels:
@@ -221,10 +240,15 @@ class ReadModels:
             sums[currency] = sums.get(currency, 0) + dialect.wide_from(balance)
         return sums
 
+    def failures(self) -> dict[str, ProjectionFailure]:
+        """The views stalled before an event they cannot apply, by name."""
+        with self.store.read() as tx:
+            return read_failures(tx)
+
     def status(self) -> list[ProjectionStatus]:
         """Ours first, then any other view that keeps a tracking row (audit_chain)."""
         head = self.head_position()
-        positions = self.store.positions()
+        positions, failures = self._positions_and_failures()
         names = list(all_projections())
         names += sorted(
             name
@@ -238,22 +262,35 @@ class ReadModels:
                 head=head,
                 lag=max(0, head - positions.get(name, 0)),
                 rebuilding=positions.get(name + REBUILD_TRACKING_SUFFIX),
+                stalled=failures.get(name),
             )
             for name in names
         ]
+
+    def _positions_and_failures(self) -> tuple[dict[str, int], dict[str, ProjectionFailure]]:
+        with self.store.read() as tx:
+            return tx.positions(), read_failures(tx)
 
     def wait_for(
         self, position: int, names: Iterable[str] = (), timeout_seconds: float = 5.0
     ) -> None:
         """Returns once every view in ``names`` (all when empty) has applied the log up
-        to ``position``; raises ViewBehind after ``timeout_seconds`` (at most 30)."""
+        to ``position``; raises ViewBehind after ``timeout_seconds`` (at most 30), and
+        ViewStalled at once when one of them is stalled before ``position``."""
         names = list(names) or list(all_projections())
         deadline = time.monotonic() + min(max(timeout_seconds, 0.0), WAIT_SECONDS_MAX)
         while True:
-            positions = self.store.positions()
+            positions, failures = self._positions_and_failures()
             reached = min(positions.get(name, 0) for name in names)
             if reached >= position:
                 return
+            stalled = [
+                failures[name]
+                for name in names
+                if name in failures and failures[name].position <= position
+            ]
+            if stalled:
+                raise ViewStalled(stalled, position, reached)
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 raise ViewBehind(names, position, reached)

@@ -6,24 +6,31 @@ notification into a wake-up. Notifications are only hints: the follower also pol
 every ``poll_interval_seconds``, so a lost notification, a killed LISTEN connection
 (reconnected with backoff) or a notification sent while it was down delays the views
 by at most one interval. SQLite and memory stores have no notifications and just poll.
+
+The thread never dies of a failure. A transient one (``projections.failures``: the
+databases are away) is logged and retried with backoff. A permanent one (an event the
+views cannot take) stalls the follower before that event: it is recorded in the views
+for every process to report, logged once as an error, and tried again every
+``stalled_retry_seconds`` (a repair, such as a wider column, is picked up without a
+restart), without logging each retry. Anything else (a bug) is logged with its
+traceback and retried with backoff.
 """
 
 from __future__ import annotations
 
 import logging
-import sqlite3
 import threading
 from collections.abc import Sequence
 
 import psycopg
-from eventsourcing.persistence import PersistenceError
 from psycopg import sql
 
 from domain.ledger import Ledger
 from infrastructure.settings import DatabaseUrl
 from infrastructure.views import ViewStore
 from projections.base import Projection
-from projections.follower import follower_for
+from projections.failures import TRANSIENT_ERRORS, ProjectionFailure
+from projections.follower import ProjectionStalled, follower_for
 
 logger = logging.getLogger(__name__)
 
@@ -31,10 +38,7 @@ LISTEN_TIMEOUT_SECONDS = 0.5
 RECONNECT_BACKOFF_SECONDS_MAX = 5.0
 ERROR_BACKOFF_SECONDS_MAX = 5.0
 STOP_TIMEOUT_SECONDS = 10.0
-# Database errors a follower waits out: the databases went away, or (a bug) one batch
-# cannot be written. Either way it logs, backs off and tries again, and the lag in
-# ``projections status`` shows it, rather than the thread dying in silence.
-RETRYABLE_ERRORS = (sqlite3.Error, psycopg.Error, PersistenceError)
+STALLED_RETRY_SECONDS_DEFAULT = 30.0
 
 
 class PostgresListener:
@@ -98,10 +102,16 @@ class ProjectionRunner:
         batch_size: int = 1000,
         poll_interval_seconds: float = 0.2,
         listen: bool = True,
+        stalled_retry_seconds: float = STALLED_RETRY_SECONDS_DEFAULT,
     ) -> None:
+        assert stalled_retry_seconds > 0
         self.follower = follower_for(ledger, store, projections, batch_size=batch_size)
         self.poll_interval_seconds = poll_interval_seconds
+        self.stalled_retry_seconds = stalled_retry_seconds
+        # The last transient error, until a pass succeeds; the permanent failures the
+        # follower is stalled at (also recorded in the views), until it gets past them.
         self.last_error: str | None = None
+        self.failures: list[ProjectionFailure] = []
         self._stop = threading.Event()
         self._wake = threading.Event()
         self._thread = threading.Thread(target=self._run, name="projections", daemon=True)
@@ -140,11 +150,39 @@ class ProjectionRunner:
             self._wake.clear()
             try:
                 self.follower.catch_up(self._stop)
-            except RETRYABLE_ERRORS as error:
+            except ProjectionStalled as stalled:
+                self._stalled(stalled)
+                # Woken readers do not hurry a retry: nothing changes until a repair.
+                self._stop.wait(self.stalled_retry_seconds)
+                continue
+            except TRANSIENT_ERRORS as error:
                 self.last_error = f"{type(error).__name__}: {error}"
                 logger.warning("projections paused: %s; retrying in %.1fs", error, backoff)
                 self._stop.wait(backoff)
                 backoff = min(ERROR_BACKOFF_SECONDS_MAX, backoff * 2)
                 continue
+            except Exception as error:  # noqa: BLE001 - the thread must not die of a bug
+                self.last_error = f"{type(error).__name__}: {error}"
+                logger.exception("projections failed; retrying in %.1fs", backoff)
+                self._stop.wait(backoff)
+                backoff = min(ERROR_BACKOFF_SECONDS_MAX, backoff * 2)
+                continue
+            if self.failures:
+                logger.warning("projections resumed past position %d", self.failures[0].position)
+                self.failures = []
             backoff, self.last_error = 0.1, None
             self._wake.wait(self.poll_interval_seconds)
+
+    def _stalled(self, stalled: ProjectionStalled) -> None:
+        """Logs a failure once (again only when it changes), and keeps it to report."""
+        failures = stalled.failures
+        if [(f.name, f.position, f.error) for f in self.failures] != [
+            (f.name, f.position, f.error) for f in failures
+        ]:
+            logger.error(
+                "projections stalled: %s; retrying every %.0fs until repaired",
+                stalled,
+                self.stalled_retry_seconds,
+            )
+        self.failures = failures
+        self.last_error = None

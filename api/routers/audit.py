@@ -17,16 +17,19 @@ from api import examples
 from api.auth import AuditAccess
 from api.errors import Problem
 from api.fields import model_examples
-from projections.audit import Audit
-from projections.audit.hashing import ALGORITHM, parse_digest
+from projections.audit import Audit, ChainMoving, ChainUpgradeBlocked
+from projections.audit.hashing import ALGORITHM, LEGACY_ALGORITHM, parse_digest
 from projections.audit.problems import PROBLEMS_MAX
 
 router = APIRouter(tags=["audit"])
 
 DIGEST_PATTERN = r"^[0-9a-fA-F]{64}@[0-9]{1,19}$"
 CHECK_DESCRIPTION = (
-    "what failed: chain, checkpoint, digest, gap, inserted, version, balance, overdraft, "
-    "posting, sum, status, currency, reversal, decode, read_model:balances"
+    "what failed: chain, checkpoint, digest, gap, inserted, originator_id, stored_type, "
+    "version, event_type, decode, balance, overdraft, posting, sum, pending, status, "
+    "currency, reversal, amount, account, world_id_squatted, read_model:balances, "
+    "read_model:totals, read_model:statements, snapshots, projection_stalled, "
+    "chain_algorithm"
 )
 
 
@@ -49,7 +52,10 @@ class DigestOut(BaseModel):
 
     position: int = Field(description="Log position of the last event the chain covers.")
     hash: str = Field(description="The chain hash after that event, 64 hex digits.")
-    algorithm: str = Field(description=f"Always {ALGORITHM!r}; see the README.")
+    algorithm: str = Field(
+        description=f"The chain's algorithm: {ALGORITHM!r} (a store chained with "
+        f"{LEGACY_ALGORITHM!r} is re-chained once checked); see the README."
+    )
     events: int = Field(description="How many events the chain covers.")
     digest: str = Field(
         description="HASH@POSITION: keep it outside the database, and pass it to a later "
@@ -100,9 +106,14 @@ VerifyBody = Annotated[VerifyIn | None, Body(examples=[examples.VERIFY_IN])]
     response_model=DigestOut,
     dependencies=[AuditAccess],
     summary="The hash chain's head, to be kept outside the database",
+    description="409 `conflict` while the store's chain is of the legacy algorithm and the "
+    "log no longer matches it: `POST /v1/audit/verify` says where.",
 )
 def audit_digest(audit: AuditDep) -> DigestOut:
-    return DigestOut.model_validate(audit.digest())
+    try:
+        return DigestOut.model_validate(audit.digest())
+    except (ChainUpgradeBlocked, ChainMoving) as error:
+        raise Problem(409, "conflict", str(error)) from None
 
 
 @router.post(
@@ -117,6 +128,8 @@ def audit_verify(audit: AuditDep, lock: VerifyLockDep, body: VerifyBody = None) 
         raise Problem(409, "conflict", "a verification is already running; try again later")
     try:
         result = audit.verify(digest)
+    except ChainMoving as error:
+        raise Problem(409, "conflict", str(error)) from None
     finally:
         lock.release()
     return VerifyOut.model_validate(result.as_dict())

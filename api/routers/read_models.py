@@ -4,7 +4,10 @@
 The app's lifespan (``api.app``) opens the views and runs the in-process projection
 runner. Every route takes ``?min_position=N`` (the ``position`` of a command's
 response) and waits, at most ``read_your_writes_timeout_seconds``, until its view
-has applied the log up to N; if it has not, it answers 503 with Retry-After.
+has applied the log up to N; if it has not, it answers 503 ``view_behind`` with
+Retry-After. A view stalled before N (an event it cannot apply; see
+``projections.failures``) will not get there by waiting: that is answered at once,
+503 ``view_stalled``, naming the view, the event and the error.
 """
 
 from __future__ import annotations
@@ -25,12 +28,14 @@ from api.paging import NEXT_CURSOR_DESCRIPTION, PAGE_SIZE_DEFAULT, CursorQuery, 
 from api.parameters import AccountIdPath
 from domain.limits import VIEW_PAGE_SIZE_MAX
 from infrastructure.settings import Settings
-from projections.queries import ReadModels, ViewBehind
+from projections.queries import ReadModels, ViewBehind, ViewStalled
 
 router = APIRouter(tags=["read models"])
 
 POSITION_MAX = 2**62
 RETRY_AFTER_SECONDS = 1
+# A stalled view waits for an operator: no point in asking again every second.
+STALLED_RETRY_AFTER_SECONDS = 30
 
 
 async def get_read_models(request: Request) -> ReadModels:
@@ -108,6 +113,21 @@ class StatementOut(Body):
     )
 
 
+class StalledOut(Body):
+    """Where and why a view stopped: the event it cannot apply, and since when."""
+
+    position: int = Field(
+        description="log position of the first event the view cannot apply; it stays before it"
+    )
+    last_position: int = Field(description="the end of the save that holds that event")
+    cause: str | None = Field(
+        description="the projection whose apply failed (this one, or one followed with it, "
+        "which holds it back); null when the event cannot be read or decoded"
+    )
+    error: str = Field(description="the error's class and message")
+    since: datetime = Field(description="when the follower first met it")
+
+
 class ProjectionOut(Body):
     name: str = Field(description="The view: balances, statements or totals.")
     position: int = Field(description="The log position the view has applied.")
@@ -116,6 +136,11 @@ class ProjectionOut(Body):
     rebuilding: int | None = Field(
         description="Position reached by an unfinished rebuild (running or interrupted); "
         "null when there is none."
+    )
+    stalled: StalledOut | None = Field(
+        None,
+        description="Set while the view is stalled before an event it cannot apply; null "
+        "otherwise.",
     )
 
 
@@ -142,6 +167,21 @@ def wait_for_views(
         )
     try:
         read_models.wait_for(min_position, names, settings.read_your_writes_timeout_seconds)
+    except ViewStalled as error:
+        raise Problem(
+            503,
+            "view_stalled",
+            error.detail,
+            headers={"Retry-After": str(STALLED_RETRY_AFTER_SECONDS)},
+            extra={
+                "position": error.position,
+                "reached": error.reached,
+                "stalled": [
+                    {"projection": f.name, "position": f.position, "error": f.error}
+                    for f in error.failures
+                ],
+            },
+        ) from None
     except ViewBehind as error:
         raise Problem(
             503,

@@ -7,42 +7,53 @@ verify. The package's modules, from the bytes up:
 - ``event_log``: reads the stored events fast, as the rows the chain hashes;
 - ``store``: the ``audit_chain`` projection's tables, beside the other read models;
 - ``chain``: the ``audit_chain`` projection, which extends and stores the chain;
-- ``problems``, ``postings``, ``invariants``: what replaying the log checks;
+- ``upgrade``: re-chains a store chained with the legacy algorithm, once checked;
+- ``stored``: each row's stored form against the ledger's;
+- ``problems``, ``postings``, ``invariants``, ``world_ids``: what replaying checks;
 - ``read_models``: each read model compared with the replayed aggregates;
-- ``verify``: the verifier that recomputes the chain and runs every check.
+- ``replay``, ``verify``: the verifier that recomputes the chain and runs every check.
 
 Both use cases first bring the ``audit_chain`` projection up to the log's head (it only
-appends to its own tables), so the digest is the latest head and every position a
-verify meets has been classified by the chain: a position PostgreSQL left empty
-after a rollback is recorded as such, and is not taken for a deleted event.
+appends to its own tables; a legacy chain is upgraded first), so the digest is the
+latest head and every position a verify meets has been classified by the chain: a
+position PostgreSQL left empty after a rollback is recorded as such, and is not
+taken for a deleted event. A verify also reports the views stalled before an event
+they cannot apply (``projections.failures``).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
-import sqlite3
 import threading
 from collections.abc import Callable
 from typing import Any
 
-import psycopg
 from eventsourcing.application import Application
-from eventsourcing.persistence import PersistenceError
 
 from infrastructure.views import ViewStore
 from projections.audit.chain import CHECKPOINT_INTERVAL_DEFAULT, AuditChain
-from projections.audit.hashing import Digest
-from projections.audit.problems import VerifyResult
+from projections.audit.hashing import ALGORITHM, Digest
+from projections.audit.problems import Problem, VerifyResult
 from projections.audit.read_models import (
     BalancesViewCheck,
     SnapshotsCheck,
     StatementsViewCheck,
     TotalsViewCheck,
 )
+from projections.audit.upgrade import ChainMoving, ChainUpgradeBlocked, upgrade
 from projections.audit.verify import verify as verify_log
+from projections.failures import TRANSIENT_ERRORS, ProjectionFailure, read_failures
+
+__all__ = ["Audit", "ChainMoving", "ChainUpgradeBlocked"]
 
 logger = logging.getLogger(__name__)
 POLL_INTERVAL_SECONDS_MAX = 60.0
+# A blocked upgrade stays blocked until someone acts: look again this rarely.
+BLOCKED_RETRY_SECONDS = 60.0
+REBUILD_ATTEMPTS_MAX = 10
+# The store unreachable for now, or an older process still extending a legacy chain.
+_RETRIED: tuple[type[BaseException], ...] = (ChainMoving, *TRANSIENT_ERRORS)
 
 
 class Audit:
@@ -60,8 +71,13 @@ class Audit:
         return self.chain.log.head_position()
 
     def digest(self, catch_up: bool = True) -> dict[str, Any]:
-        """``{position, hash, algorithm, events, digest}`` of the chain's head."""
+        """``{position, hash, algorithm, events, digest}`` of the chain's head.
+
+        Raises ChainUpgradeBlocked (a legacy chain the log no longer matches) and
+        ChainMoving.
+        """
         if catch_up:
+            upgrade(self.chain, self.application)
             self.chain.catch_up()
         return self.chain.digest()
 
@@ -73,9 +89,18 @@ class Audit:
         invariants: bool = True,
         progress: Callable[[int], None] | None = None,
     ) -> VerifyResult:
+        """Checks everything (``invariants=False``: the chain and the stored form).
+
+        A legacy chain that cannot be upgraded is checked with its own algorithm,
+        and the result says so (``chain_algorithm``). Raises ChainMoving.
+        """
         if catch_up:
-            self.chain.catch_up()
-        return verify_log(
+            try:
+                upgrade(self.chain, self.application)
+                self.chain.catch_up()
+            except ChainUpgradeBlocked:
+                pass  # checked below with the legacy algorithm, which finds why
+        result = verify_log(
             self.application,
             self.chain,
             digest=digest,
@@ -87,15 +112,61 @@ class Audit:
                 SnapshotsCheck(self.application),
             ],
             progress=progress,
+            stalls=self.stalls() if invariants else (),
         )
+        algorithm = self.chain.algorithm()
+        if algorithm == ALGORITHM:
+            return result
+        note = Problem(
+            "chain_algorithm",
+            f"the audit chain is still stored with {algorithm}: it is re-chained with "
+            f"{ALGORITHM} only once the log matches it, and the problems above say where it "
+            "does not; `eventledger audit rechain` accepts the log as it is now",
+        )
+        return dataclasses.replace(result, ok=False, problems=[*result.problems, note])
+
+    def stalls(self) -> list[ProjectionFailure]:
+        """The views stalled before an event they cannot apply."""
+        with self.views.read() as tx:
+            return list(read_failures(tx, table_known=False).values())
+
+    def rechain(self) -> dict[str, Any]:
+        """Empties the chain and chains the log as it is now; returns the new digest.
+
+        For an operator who has looked at why a legacy chain could not be upgraded
+        (or repaired the log on purpose). A digest taken before still verifies, or
+        shows what changed since: the chain is a function of the log alone. Raises
+        ChainMoving.
+        """
+        for _ in range(REBUILD_ATTEMPTS_MAX):
+            head = self.chain.store.head()
+            if self.chain.store.restart(head, replaced=self.chain.algorithm()):
+                self.chain.catch_up()
+                return self.chain.digest()
+        raise ChainMoving("another follower kept moving the chain's head")
 
     def follow(self, stop: threading.Event, poll_interval_seconds: float) -> None:
-        """Keeps the chain at the log's head until ``stop`` is set (a thread's body)."""
+        """Keeps the chain at the log's head until ``stop`` is set (a thread's body).
+
+        It never dies of a failure: the store being unreachable is retried at the
+        next poll; a legacy chain that cannot be upgraded is logged once and looked
+        at again every minute; anything else is logged with its traceback.
+        """
         assert 0 < poll_interval_seconds <= POLL_INTERVAL_SECONDS_MAX
+        blocked_reported = False
         while not stop.is_set():
+            wait = poll_interval_seconds
             try:
+                upgrade(self.chain, self.application)
                 self.chain.catch_up()
-            except (PersistenceError, sqlite3.Error, psycopg.Error):
-                # The store is unreachable for now; the next poll tries again.
+                blocked_reported = False
+            except ChainUpgradeBlocked as blocked:
+                if not blocked_reported:
+                    logger.error("audit_chain is not extended: %s", blocked)
+                    blocked_reported = True
+                wait = BLOCKED_RETRY_SECONDS
+            except _RETRIED:
                 logger.warning("audit_chain could not catch up", exc_info=True)
-            stop.wait(poll_interval_seconds)
+            except Exception:
+                logger.exception("audit_chain failed; retrying at the next poll")
+            stop.wait(wait)

@@ -7,7 +7,10 @@ which is also its tracking record. The write is a compare-and-set on the head it
 started from, so a restart or a second follower never applies a batch twice.
 
 It is self-contained (it does not need the generic projection runner) because the
-chain must be computed over the stored bytes, not over decoded events.
+chain must be computed over the stored values, not over decoded events. It only
+extends a chain of the current algorithm (``hashing.ALGORITHM``): a chain of the
+legacy one must first be upgraded (``projections.audit.upgrade``), or hashes of two
+algorithms would be mixed.
 """
 
 from __future__ import annotations
@@ -26,6 +29,17 @@ NAME = "audit_chain"
 CHECKPOINT_INTERVAL_DEFAULT = 1
 BATCH_SIZE_DEFAULT = 5000
 BATCH_SIZE_MAX = 50_000
+
+
+class LegacyChain(Exception):
+    """The stored chain is of the legacy algorithm; it is not extended until upgraded."""
+
+    def __init__(self, algorithm: str) -> None:
+        super().__init__(
+            f"the audit chain is stored with {algorithm}; it is re-chained with {ALGORITHM} "
+            "once the log is shown to match it (eventledger audit verify says why not)"
+        )
+        self.algorithm = algorithm
 
 
 class AuditChain:
@@ -47,6 +61,15 @@ class AuditChain:
         self.batch_size = batch_size
         self.log = log or event_log_for(application)
         self.store = ViewChainStore(views)
+        self._current = False  # known to be of ALGORITHM (it never goes back)
+
+    def algorithm(self) -> str:
+        """The algorithm of the stored chain."""
+        if self._current:
+            return ALGORITHM
+        algorithm = self.store.algorithm()
+        self._current = algorithm == ALGORITHM
+        return algorithm
 
     def head(self) -> ChainPoint:
         return self.store.head()
@@ -57,7 +80,7 @@ class AuditChain:
         return {
             "position": head.position,
             "hash": head.hash.hex(),
-            "algorithm": ALGORITHM,
+            "algorithm": self.algorithm(),
             "events": head.events,
             "digest": str(Digest(head.position, head.hash)),
         }
@@ -88,8 +111,12 @@ class AuditChain:
 
         Returns how many events it chained: 0 when another follower moved the head
         first (that is progress too: the next step starts from its head), None when
-        the head has reached ``stop`` or the log has nothing after it.
+        the head has reached ``stop`` or the log has nothing after it. Raises
+        LegacyChain when the stored chain is of the legacy algorithm.
         """
+        algorithm = self.algorithm()
+        if algorithm != ALGORITHM:
+            raise LegacyChain(algorithm)
         previous = self.store.head()
         if previous.position >= stop:
             return None

@@ -2,13 +2,16 @@
 
 The log is read with plain SQL on the recorder's own connections (the recorder's
 ``select_notifications`` builds a UUID and a dataclass per row, which halves the
-throughput of the chain). Rows are ``(position, originator_id bytes, version, topic,
-state)``: what ``projections.audit.hashing`` chains.
+throughput of the chain). Rows are ``(position, originator_id, version, topic,
+state)`` with each value as the database holds it (``projections.audit.hashing``
+chains them so): SQLite text comes as ``StoredText``, its bytes undecoded, so an id
+in another case or text that is not UTF-8 is read, not refused; a PostgreSQL uuid as
+``StoredUuid``, its 16 bytes.
 """
 
 from __future__ import annotations
 
-from typing import Any, Protocol, cast
+from typing import Any, Protocol
 
 from eventsourcing.application import Application
 from eventsourcing.postgres import PostgresApplicationRecorder, PostgresDatastore
@@ -16,7 +19,7 @@ from eventsourcing.sqlite import SQLiteApplicationRecorder, SQLiteDatastore
 from psycopg import sql
 from psycopg.rows import tuple_row
 
-from projections.audit.hashing import Row, originator_bytes
+from projections.audit.hashing import Row, StoredText, StoredUuid
 
 
 class EventLog(Protocol):
@@ -45,21 +48,17 @@ class SQLiteEventLog:
     def read(self, after: int, stop: int, limit: int) -> list[Row]:
         with self.datastore.transaction(commit=False) as cursor:
             raw = cursor.sqlite_cursor
-            raw.row_factory = None  # plain tuples: faster than sqlite3.Row
-            raw.execute(self.select, (after, stop, limit))
-            rows = raw.fetchall()
-        # SQLite keeps a UUID originator id as 32 hex digits.
-        fromhex = bytes.fromhex
-        return [
-            (
-                position,
-                fromhex(originator) if len(originator) == 32 else originator_bytes(originator),
-                version,
-                topic,
-                state,
-            )
-            for position, originator, version, topic, state in rows
-        ]
+            connection = raw.connection
+            text_factory = connection.text_factory
+            # Text as stored (the connection is ours until the transaction ends).
+            connection.text_factory = StoredText
+            try:
+                raw.row_factory = None  # plain tuples: faster than sqlite3.Row
+                raw.execute(self.select, (after, stop, limit))
+                rows: list[Row] = raw.fetchall()
+            finally:
+                connection.text_factory = text_factory
+        return rows
 
 
 class PostgresEventLog:
@@ -89,16 +88,17 @@ class PostgresEventLog:
         ):
             cursor.execute(self.select, (after, stop, limit))
             rows: list[Row] = cursor.fetchall()
-        if self.uuid_ids:
-            return rows
+        if not self.uuid_ids:
+            return rows  # text ids, read as str
         return [
-            (position, originator_bytes(cast(str, originator)), version, topic, state)
+            (position, StoredUuid(originator), version, topic, state)
             for position, originator, version, topic, state in rows
         ]
 
 
 class RecorderEventLog:
-    """Any recorder (the in-memory one in tests and demos), through its public API."""
+    """Any recorder (the in-memory one in tests and demos), through its public API:
+    ids come as UUIDs, hashed as a uuid column's would be."""
 
     def __init__(self, application: Application[Any]) -> None:
         self.recorder = application.recorder
@@ -111,8 +111,7 @@ class RecorderEventLog:
             after, limit, stop=stop, inclusive_of_start=False
         )
         return [
-            (n.id, originator_bytes(n.originator_id), n.originator_version, n.topic, n.state)
-            for n in notifications
+            (n.id, n.originator_id, n.originator_version, n.topic, n.state) for n in notifications
         ]
 
 

@@ -4,17 +4,24 @@ The log is streamed from position 1 in batches up to the head as it was when the
 run began; only the chain hash, one record per account and the transfers still
 being matched are held, so memory does not grow with the log. Checked:
 
-- the chain against every stored checkpoint, the stored head and the given digest;
+- the chain against every stored checkpoint, the stored head and the given digest
+  (a digest taken before a legacy chain was re-chained may be of either algorithm);
 - positions: a missing position is a deleted event unless the chain recorded it as
   empty when it passed (PostgreSQL consumes sequence numbers on rollback); an event
   at a position recorded as empty was inserted later;
-- the ledger invariants (``projections.audit.invariants``);
-- pluggable read-model checks, each comparing its view with the replayed accounts.
+- each row's stored form against the ledger's (``projections.audit.stored``);
+- the ledger invariants (``projections.audit.invariants``), and that no aggregate
+  holds a world account's id (``projections.audit.world_ids``);
+- pluggable read-model checks, each comparing its view with the replayed accounts,
+  and the views stalled before an event they cannot apply (``projection_stalled``).
 
-Problems are sorted by position, those of the log's integrity (chain, checkpoints,
-positions, digest) before the invariants, which a broken log makes fail as a
-consequence: the first problem is the first place where the stored data disagree
-with the chain or the digest, else the first place where an invariant fails.
+A row in any form, a state that does not decode, a view that cannot be read: each is
+a problem at its position, never an exception (the databases being unavailable is
+the one error that stops a run). Problems are sorted by position, those of the log's
+integrity (chain, checkpoints, positions, digest, stored form) before the invariants,
+which a broken log makes fail as a consequence: the first problem is the first place
+where the stored data disagree with the chain or the digest, else the first place
+where an invariant fails.
 """
 
 from __future__ import annotations
@@ -22,37 +29,28 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
-from uuid import UUID
 
 from eventsourcing.application import Application
 
 from projections.audit.chain import AuditChain
+from projections.audit.digests import DigestCheck
 from projections.audit.event_log import EventLog
-from projections.audit.hashing import ALGORITHM, GENESIS, Digest, Row, chain_hashes
+from projections.audit.hashing import CHAIN_FUNCTIONS, GENESIS, Digest, Row
 from projections.audit.invariants import ACCOUNT, LedgerInvariants, Problem
-from projections.audit.problems import PostingsCheck, ReadModelCheck, VerifyResult
+from projections.audit.problems import ReadModelCheck, VerifyResult
+from projections.audit.replay import Replay, ViewChecks, state_decoder
 from projections.audit.store import START, ChainPoint, ViewChainStore
+from projections.audit.stored import Replayable, findings, parse_id, shown
+from projections.failures import ProjectionFailure
 
 BATCH_SIZE_DEFAULT = 5000
 GAP_RUN_LISTED_MAX = 10_000
 # A broken log explains every invariant that fails after it, so its problems come
 # first: the first problem is the root cause, not a consequence.
-INTEGRITY_CHECKS = frozenset({"chain", "checkpoint", "gap", "inserted", "digest"})
-
-
-def state_decoder(application: Application[Any]) -> Callable[[bytes], Any]:
-    """Stored state bytes -> the event's field dict, through the app's own mapper."""
-    mapper = application.mapper
-    cipher, compressor, transcoder = mapper.cipher, mapper.compressor, mapper.transcoder
-
-    def decode(state: bytes) -> Any:
-        if cipher is not None:
-            state = cipher.decrypt(state)
-        if compressor is not None:
-            state = compressor.decompress(state)
-        return transcoder.decode(state)
-
-    return decode
+INTEGRITY_CHECKS = frozenset(
+    {"chain", "checkpoint", "gap", "inserted", "digest", "originator_id", "stored_type"}
+)
+STALLED_CHECK = "projection_stalled"
 
 
 class Verifier:
@@ -65,14 +63,30 @@ class Verifier:
         digest: Digest | None = None,
         read_model_checks: Sequence[ReadModelCheck] = (),
         batch_size: int = BATCH_SIZE_DEFAULT,
+        *,
+        algorithm: str | None = None,
+        stalls: Sequence[ProjectionFailure] = (),
     ) -> None:
         self.log: EventLog = chain.log
         self.store: ViewChainStore = chain.store
         self.decode = decode
-        self.digest = digest
         self.read_model_checks = read_model_checks
         self.batch_size = batch_size
+        self.stalls = stalls
+        # The stored checkpoints' algorithm (the legacy one only to check a chain
+        # before it is upgraded, or one that could not be).
+        self.algorithm = algorithm or chain.algorithm()
+        self.chain_hashes = CHAIN_FUNCTIONS[self.algorithm]
+        upgrade = self.store.upgrade() if digest is not None else None
+        self.digest_check = (
+            None
+            if digest is None
+            else DigestCheck(digest, self.algorithm, None if upgrade is None else upgrade[0])
+        )
+        self.replayable = Replayable()
         self.invariants = LedgerInvariants()
+        self.replay = None if decode is None else Replay(self.invariants, self.replayable, decode)
+        self.views = ViewChecks(read_model_checks if decode is not None else (), self.invariants)
         self.chain_hash = GENESIS
         self.events = 0
         self.expected_position = 1
@@ -80,28 +94,30 @@ class Verifier:
         self.last_good_checkpoint = 0
         self.tracked: ChainPoint = START
         self.tracked_seen = False
-        self.digest_seen = False
-        self.batch_after = 0
-        self.due: list[tuple[int, ReadModelCheck]] = []
-        self.checked: list[str] = []
-        self.skipped: list[str] = []
 
     def report(self, check: str, detail: str, position: int | None, row: Row | None = None) -> None:
         """Records a problem; with the ``row`` stored at ``position``, names its event
         and, for an account's event, the account."""
         account_id = None
         if row is not None:
-            originator = UUID(bytes=row[1])
-            detail += f" (stored there: {row[3].rsplit(':', 1)[-1]} v{row[2]} of {originator})"
-            account_id = originator if row[3].startswith(ACCOUNT) else None
+            originator = parse_id(row[1])
+            topic = self.replayable.topic(row[3])
+            kind = shown(row[3]) if topic is None else topic.rsplit(":", 1)[-1]
+            of = shown(row[1]) if originator is None else str(originator)
+            detail += f" (stored there: {kind} v{shown(row[2])} of {of})"
+            if topic is not None and topic.startswith(ACCOUNT):
+                account_id = originator
         self.invariants.report(Problem(check, detail, position, account_id))
 
-    def run(self, progress: Callable[[int], None] | None = None) -> VerifyResult:
+    def run(
+        self, progress: Callable[[int], None] | None = None, stop: int | None = None
+    ) -> VerifyResult:
         # The stored head is read before the log's head, so a follower moving on
         # concurrently can never put it past the end of what is checked.
         self.tracked = self.store.head()
-        self._load_read_models()
-        stop = self.log.head_position()
+        self.views.load()
+        if stop is None:
+            stop = self.log.head_position()
         after = 0
         # One thread reads the next batch (events, checkpoints, gaps) while this one
         # checks the current batch: the database's time overlaps ours.
@@ -135,9 +151,11 @@ class Verifier:
         known_gaps: list[int],
     ) -> None:
         last = rows[-1][0]
-        hashes = chain_hashes(self.chain_hash, rows)
+        hashes = self.chain_hashes(self.chain_hash, rows)
         index = _indexer(rows)
         self._check_positions(rows, index, known_gaps)
+        for at, (check, detail) in findings(rows):
+            self.report(check, detail, rows[at][0], rows[at])
         events_before = self.events
         for position, chain_hash, events in checkpoints:
             i = index(position)
@@ -155,16 +173,15 @@ class Verifier:
                 self._check_tracked(
                     self.tracked.position, hashes[i], events_before + i + 1, rows[i]
                 )
-        if self.digest is not None and after < self.digest.position <= last:
-            i = index(self.digest.position)
-            if i is not None:
-                self._check_digest(self.digest.position, hashes[i], rows[i])
+        if self.digest_check is not None:
+            position = self.digest_check.digest.position
+            i = index(position) if after < position <= last else None
+            self.digest_check.batch(after, rows, hashes, i, self.report)
         self.chain_hash = hashes[-1]
         self.events += len(rows)
         self.expected_position = last + 1
-        if self.decode is not None:
-            self.batch_after = after
-            self._feed_batch(rows)
+        if self.replay is not None:
+            self._feed_batch(after, rows)
 
     def _check_positions(self, rows: list[Row], index: Indexer, known_gaps: list[int]) -> None:
         """Gaps nobody recorded (deleted events) and events in recorded gaps."""
@@ -187,42 +204,18 @@ class Verifier:
                 self._check_gap(expected, row[0], known)
             expected = row[0] + 1
 
-    def _feed_batch(self, rows: list[Row]) -> None:
-        decode, invariants = self.decode, self.invariants
-        assert decode is not None
-        streaming = [c for c in self.read_model_checks if isinstance(c, PostingsCheck)]
-        invariants.postings = [] if streaming else None
-        for position, originator_id, version, topic, state in rows:
-            if self.due and self.due[0][0] < position:
-                self._run_read_model_checks(position - 1)
-            self._feed(invariants, decode, position, originator_id, version, topic, state)
-        for check in streaming:
-            assert invariants.postings is not None
-            for problem in check.check_postings(self.batch_after, rows[-1][0], invariants.postings):
-                invariants.report(problem)
-        invariants.postings = None
-
-    def _feed(
-        self,
-        invariants: LedgerInvariants,
-        decode: Callable[[bytes], Any],
-        position: int,
-        originator_id: bytes,
-        version: int,
-        topic: str,
-        state: bytes,
-    ) -> None:
-        try:
-            data = decode(state)
-        except Exception as error:  # noqa: BLE001 - any undecodable state is a finding.
-            self.report("decode", f"stored state does not decode: {error}", position)
-            return
-        try:
-            invariants.feed(position, UUID(bytes=originator_id), version, topic, data)
-        except (KeyError, TypeError, ValueError) as error:
-            invariants.report(
-                Problem("decode", f"{topic} lacks or mistypes a field: {error!r}", position)
-            )
+    def _feed_batch(self, after: int, rows: list[Row]) -> None:
+        assert self.replay is not None
+        views, feed = self.views, self.replay.feed
+        self.invariants.postings = [] if views.streaming else None
+        for row in rows:
+            due = views.next_position()
+            if due is not None and due < row[0]:
+                views.run_until(row[0] - 1)
+            feed(row)
+        if views.streaming:
+            views.stream(after, rows[-1][0])
+        self.invariants.postings = None
 
     def _check_gap(self, first: int, position: int, known_gaps: set[int]) -> None:
         if position - first > GAP_RUN_LISTED_MAX:
@@ -265,19 +258,6 @@ class Verifier:
                 row,
             )
 
-    def _check_digest(self, position: int, chain_hash: bytes, row: Row) -> None:
-        assert self.digest is not None
-        self.digest_seen = True
-        if self.digest.hash != chain_hash:
-            self.report(
-                "digest",
-                f"the recomputed chain at position {position} is {chain_hash.hex()}, "
-                f"the digest says {self.digest.hash.hex()}: the log up to {position} is "
-                "not the one the digest was taken from",
-                position,
-                row,
-            )
-
     def _finish(self, last: int) -> None:
         if self.tracked.position > 0 and not self.tracked_seen:
             self.report(
@@ -286,40 +266,16 @@ class Verifier:
                 f"is stored there (the log ends at {last}): events were deleted",
                 min(self.tracked.position, last + 1),
             )
-        if self.digest is not None and not self.digest_seen:
-            self.report(
-                "digest",
-                f"the digest names position {self.digest.position}, where no event is stored",
-                self.digest.position,
-            )
-        if self.decode is None:
+        if self.digest_check is not None:
+            self.digest_check.finish(self.report)
+        if self.replay is None:
             return
-        self._run_read_model_checks(last)
-        for position, check in self.due:
-            self.report(
-                check.name, f"the view is at position {position}, past the log's end {last}",
-                last + 1,
-            )  # fmt: skip
+        self.views.run_until(last)
+        for failure in self.stalls:
+            detail = f"{failure.describe()} (since {failure.since})"
+            self.invariants.report(Problem(STALLED_CHECK, detail, failure.position))
+        self.views.finish(last)
         self.invariants.finish(last)
-
-    def _load_read_models(self) -> None:
-        if self.decode is None:
-            return
-        for check in self.read_model_checks:
-            position = check.load()
-            if position is None:
-                self.skipped.append(check.name)
-            else:
-                self.due.append((position, check))
-        self.due.sort(key=lambda due: due[0])
-
-    def _run_read_model_checks(self, reached: int) -> None:
-        """Runs the checks whose view position the replay has reached."""
-        while self.due and self.due[0][0] <= reached:
-            _, check = self.due.pop(0)
-            self.checked.append(check.name)
-            for problem in check.check(self.invariants, reached):
-                self.invariants.report(problem)
 
     def _result(self, last: int) -> VerifyResult:
         problems = sorted(
@@ -329,16 +285,17 @@ class Verifier:
                 p.position if p.position is not None else last + 1,
             ),
         )
-        checks = ["chain", "checkpoints", "positions"]
-        if self.digest is not None:
-            checks.append("digest")
-        if self.decode is not None:
-            checks += ["invariants", *self.checked]
-            checks += [f"{name} (view not built: skipped)" for name in self.skipped]
+        checks = ["chain", "checkpoints", "positions", "stored form"]
+        if self.digest_check is not None:
+            checks.append(self.digest_check.check_name)
+        if self.replay is not None:
+            checks += ["invariants", "world ids", *self.views.checked]
+            checks += [f"{name} (view not built: skipped)" for name in self.views.skipped]
+            checks.append("projections")
         return VerifyResult(
             ok=not problems,
             events_checked=self.events,
-            head={"position": last, "hash": self.chain_hash.hex(), "algorithm": ALGORITHM},
+            head={"position": last, "hash": self.chain_hash.hex(), "algorithm": self.algorithm},
             problems=problems,
             problems_dropped=self.invariants.problems_dropped,
             checks=checks,
@@ -368,12 +325,25 @@ def verify(
     read_model_checks: Sequence[ReadModelCheck] = (),
     batch_size: int = BATCH_SIZE_DEFAULT,
     progress: Callable[[int], None] | None = None,
+    algorithm: str | None = None,
+    stalls: Sequence[ProjectionFailure] = (),
+    stop: int | None = None,
 ) -> VerifyResult:
-    """Verifies ``application``'s log against ``chain``'s stored checkpoints.
+    """Verifies ``application``'s log against ``chain``'s stored checkpoints, up to
+    ``stop`` (default: the log's head when it starts).
 
-    ``invariants=False`` checks the chain, the checkpoints, the positions and the
-    digest only (it decodes nothing).
+    ``invariants=False`` checks the chain, the checkpoints, the positions, the stored
+    form and the digest only (it decodes nothing). ``algorithm`` is the stored
+    chain's by default. ``stalls`` are reported with the invariants.
     """
     decode = state_decoder(application) if invariants else None
-    verifier = Verifier(chain, decode, digest, read_model_checks, batch_size)
-    return verifier.run(progress)
+    verifier = Verifier(
+        chain,
+        decode,
+        digest,
+        read_model_checks,
+        batch_size,
+        algorithm=algorithm,
+        stalls=stalls,
+    )
+    return verifier.run(progress, stop)

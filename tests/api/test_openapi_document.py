@@ -401,6 +401,7 @@ def can_answer(document: dict[str, Any], path: str, operation: dict[str, Any], c
         "idempotency_key_reused": takes(operation, "header", "Idempotency-Key")
         or "id" in body_properties(document, operation),
         "view_behind": takes(operation, "query", "min_position"),
+        "view_stalled": takes(operation, "query", "min_position"),
         "unauthorized": "security" in operation,
         "forbidden": "security" in operation,
         "batch_item_failed": "transfers" in body_properties(document, operation),

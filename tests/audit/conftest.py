@@ -27,7 +27,7 @@ from infrastructure.persistence import build_ledger
 from infrastructure.settings import Settings
 from infrastructure.views import ViewStore, views_database
 from projections.audit import Audit
-from projections.audit.hashing import link
+from projections.audit.hashing import StoredText, StoredUuid, link
 from tests.support import funded_account
 
 POSTGRES_BASE_URL = "postgresql://postgres@127.0.0.1:5432/test"
@@ -184,21 +184,34 @@ class Tamper:
         )  # fmt: skip
         self.insert(position, account_id, version + 1, "domain.account:Account.Credited", state)
 
+    def stored_rows(self) -> list[tuple[Any, ...]]:
+        """Every event as stored, in position order, in the README's terms: a text
+        value as ``("text", its stored bytes)``, a PostgreSQL uuid as ``("uuid", its
+        16 bytes)``, a blob as bytes, integers, reals and NULL as themselves."""
+        if self.is_sqlite:
+            factory = self.events.text_factory
+            self.events.text_factory = lambda data: ("text", data)
+            try:
+                return self.run(
+                    "SELECT rowid, originator_id, originator_version, topic, state "
+                    "FROM stored_events ORDER BY rowid"
+                )
+            finally:
+                self.events.text_factory = factory
+        rows = self.run(
+            "SELECT notification_id, uuid_send(originator_id), originator_version, "
+            "convert_to(topic, 'UTF8'), state FROM ledger_events ORDER BY notification_id"
+        )
+        return [(p, ("uuid", bytes(o)), v, ("text", bytes(t)), bytes(s)) for p, o, v, t, s in rows]
+
     def rechain_from(self, position: int) -> None:
         """Recomputes the chain from the start and rewrites every checkpoint and the
         head from ``position`` on: what an attacker who knows the algorithm does."""
-        rows = self.run(
-            "SELECT {position}, originator_id, originator_version, topic, state FROM {table} "
-            "ORDER BY {position}"
-        )
+        kinds = {"text": StoredText, "uuid": StoredUuid}
         chain_hash = bytes(32)
-        for row_position, originator, version, topic, state in rows:
-            originator_bytes = (
-                bytes.fromhex(originator) if isinstance(originator, str) else originator.bytes
-            )
-            chain_hash = link(
-                chain_hash, row_position, originator_bytes, version, topic, bytes(state)
-            )
+        for row_position, *values in self.stored_rows():
+            stored = [kinds[v[0]](v[1]) if isinstance(v, tuple) else v for v in values]
+            chain_hash = link(chain_hash, row_position, *stored)
             if row_position >= position:
                 self.run_views(
                     "UPDATE audit_chain_checkpoints SET hash = ? WHERE position = ?",

@@ -2,7 +2,8 @@
 exactly-once checkpoints.
 
 Method: re-implement the verifier from the README's description in a few lines,
-independently of ``projections.audit.hashing``, and compare with the digest; run two
+independently of ``projections.audit.hashing``, and compare with the digest (on
+SQLite and PostgreSQL, reading the rows as each stores them); run two
 followers at once on separate view connections and check the checkpoints are
 exactly one per event with the right hashes; restart a follower midway.
 """
@@ -11,9 +12,14 @@ from __future__ import annotations
 
 import hashlib
 import struct
+import subprocess
+import sys
 import threading
+from pathlib import Path
+from typing import Any
 from uuid import UUID
 
+import pytest
 from eventsourcing.cryptography import AESCipher
 
 from infrastructure.persistence import build_ledger
@@ -25,6 +31,8 @@ from projections.audit.hashing import (
     ALGORITHM,
     GENESIS,
     Digest,
+    StoredText,
+    StoredUuid,
     chain_hashes,
     link,
     parse_digest,
@@ -33,16 +41,28 @@ from projections.audit.store import START, ChainBatch, ChainPoint
 from tests.audit.conftest import Audited, Tamper, populate
 
 
-def readme_verifier(rows: list[tuple[int, str | UUID, int, str, bytes]]) -> str:
+def readme_field(value: Any) -> bytes:
+    """One stored value, as the README's table says (rows from ``Tamper.stored_rows``)."""
+    if isinstance(value, tuple):
+        kind, data = {"text": b"t", "uuid": b"u"}[value[0]], value[1]
+    elif isinstance(value, bytes):
+        kind, data = b"b", value
+    elif isinstance(value, int):
+        kind, data = b"i", struct.pack(">q", value)
+    elif isinstance(value, float):
+        kind, data = b"r", struct.pack(">d", value)
+    else:
+        kind, data = b"n", b""
+    return kind + struct.pack(">I", len(data)) + data
+
+
+def readme_verifier(rows: list[tuple[Any, ...]]) -> str:
     """The README's algorithm, written from its text alone."""
     h = bytes(32)
-    for position, originator_id, version, topic, state in rows:
-        uuid = originator_id if isinstance(originator_id, UUID) else UUID(originator_id)
-        t = topic.encode()
+    for position, *values in rows:
         h = hashlib.sha256(
-            h + struct.pack(">Q", position) + uuid.bytes + struct.pack(">Q", version)
-            + struct.pack(">I", len(t)) + t + struct.pack(">I", len(state)) + state
-        ).digest()  # fmt: skip
+            h + struct.pack(">q", position) + b"".join(readme_field(v) for v in values)
+        ).digest()
     return f"{h.hex()}@{rows[-1][0]}"
 
 
@@ -52,39 +72,78 @@ class TestAlgorithm:
     ) -> None:
         populate(audited.ledger)
         digest = audited.audit.digest()
-        rows = tamper.run(
-            "SELECT {position}, originator_id, originator_version, topic, state "
-            "FROM {table} ORDER BY {position}"
-        )
-        rows = [(p, o, v, t, bytes(s)) for p, o, v, t, s in rows]
+        rows = tamper.stored_rows()
         assert readme_verifier(rows) == digest["digest"]
-        assert digest["algorithm"] == ALGORITHM == "sha256-chain-v1"
+        assert digest["algorithm"] == ALGORITHM == "sha256-chain-v2"
         assert digest["events"] == len(rows)
 
+    @pytest.mark.parametrize("audit_settings", ["sqlite"], indirect=True)
+    def test_the_readmes_verifier_as_pasted_prints_the_digest(
+        self, tmp_path: Path, audited: Audited
+    ) -> None:
+        populate(audited.ledger)
+        digest = audited.audit.digest()["digest"]
+        readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+        after = readme[readme.index("A complete verifier for a SQLite ledger") :]
+        script = after[after.index("```python\n") + 10 : after.index("\n```\n")]
+        (tmp_path / "verify_chain.py").write_text(script)
+        printed = subprocess.run(
+            [sys.executable, str(tmp_path / "verify_chain.py"), audited.settings.database.path],
+            capture_output=True, text=True, check=True,
+        ).stdout.strip()  # fmt: skip
+        assert printed == digest
+
     def test_the_first_link_of_a_known_event(self) -> None:
-        originator = UUID("12345678-1234-5678-1234-567812345678")
+        originator = StoredText(b"12345678123456781234567812345678")
         expected = hashlib.sha256(
             GENESIS
             + (1).to_bytes(8, "big")
-            + originator.bytes
+            + b"t" + (32).to_bytes(4, "big") + bytes(originator)
+            + b"i" + (8).to_bytes(4, "big") + (1).to_bytes(8, "big")
+            + b"t" + (3).to_bytes(4, "big") + b"a:B"
+            + b"b" + (2).to_bytes(4, "big") + b"{}"
+        ).digest()  # fmt: skip
+        assert link(GENESIS, 1, originator, 1, StoredText(b"a:B"), b"{}") == expected
+        # PostgreSQL: the id is a uuid column's 16 bytes; text is UTF-8.
+        uuid = UUID("12345678-1234-5678-1234-567812345678")
+        assert link(GENESIS, 1, StoredUuid(uuid.bytes), 1, "a:B", b"{}") == hashlib.sha256(
+            GENESIS
             + (1).to_bytes(8, "big")
-            + (3).to_bytes(4, "big")
-            + b"a:B"
-            + (2).to_bytes(4, "big")
-            + b"{}"
-        ).digest()
-        assert link(GENESIS, 1, originator.bytes, 1, "a:B", b"{}") == expected
+            + b"u" + (16).to_bytes(4, "big") + uuid.bytes
+            + b"i" + (8).to_bytes(4, "big") + (1).to_bytes(8, "big")
+            + b"t" + (3).to_bytes(4, "big") + b"a:B"
+            + b"b" + (2).to_bytes(4, "big") + b"{}"
+        ).digest()  # fmt: skip
+
+    def test_the_stored_form_is_hashed_not_the_parsed_value(self) -> None:
+        lower = UUID("12345678-1234-5678-1234-56781234abcd").hex
+        same_uuid = [StoredText(lower.encode()), StoredText(lower.upper().encode())]
+        hashes = {link(GENESIS, 1, i, 1, "a:B", b"{}") for i in same_uuid}
+        assert len(hashes) == 2
+        # The same bytes as text or as a blob, the same number as text or integer.
+        assert link(GENESIS, 1, same_uuid[0], 1, "a:B", b"{}") != link(
+            GENESIS, 1, same_uuid[0], 1, "a:B", StoredText(b"{}")
+        )
+        assert link(GENESIS, 1, same_uuid[0], 1, "a:B", b"{}") != link(
+            GENESIS, 1, same_uuid[0], StoredText(b"1"), "a:B", b"{}"
+        )
 
     def test_the_fast_loop_equals_the_reference_link(self) -> None:
-        rows = [
+        rows: list[tuple[int, Any, Any, Any, Any]] = [
             (
                 position,
-                UUID(int=position).bytes,
+                StoredText(UUID(int=position).hex.encode()),
                 1 + position % 3,
-                f"t:{position % 2}",
+                StoredText(f"t:{position % 2}".encode()),
                 b"s" * position,
             )
             for position in (1, 2, 5, 6, 300)
+        ]
+        rows += [
+            (301, StoredUuid(UUID(int=1).bytes), 2, "t:1", b"x"),
+            (302, UUID(int=2), -3, StoredText(b"\xff"), StoredText(b"{}")),
+            (303, b"blob id", 2.5, None, None),
+            (304, None, StoredText(b"3"), b"topic as blob", 7),
         ]
         expected, chain_hash = [], GENESIS
         for row in rows:
@@ -190,14 +249,10 @@ def test_an_encrypted_compressed_log_verifies_and_its_chain_needs_no_key(
         result = audit.verify()
         assert result.ok and "invariants" in result.checks, result.problems
         tamper = Tamper(settings)
-        rows = tamper.run("SELECT rowid, originator_id, originator_version, topic, state "
-                          "FROM stored_events ORDER BY rowid")  # fmt: skip
+        rows = tamper.stored_rows()
         tamper.close()
         assert b"balance_after" not in b"".join(bytes(r[4]) for r in rows)
-        assert (
-            readme_verifier([(p, o, v, t, bytes(s)) for p, o, v, t, s in rows])
-            == (digest["digest"])
-        )
+        assert readme_verifier(rows) == digest["digest"]
     finally:
         views.close()
         ledger.close()

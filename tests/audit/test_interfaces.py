@@ -97,7 +97,7 @@ class TestHttp:
         digest = client.get("/v1/audit/digest", headers=headers)
         assert digest.status_code == 200, digest.text
         body = digest.json()
-        assert body["algorithm"] == "sha256-chain-v1" and len(body["hash"]) == 64
+        assert body["algorithm"] == "sha256-chain-v2" and len(body["hash"]) == 64
         verify = client.post("/v1/audit/verify", json={"digest": body["digest"]}, headers=headers)
         assert verify.status_code == 200, verify.text
         report = verify.json()

@@ -25,14 +25,16 @@ from infrastructure.settings import Settings
 from infrastructure.views import ViewStore, ViewTransaction
 from projections.base import Positioned, whole_saves
 from projections.catalog import select_projections
-from projections.follower import Follower, follower_for, read_whole_saves
+from projections.follower import Follower, follower_for
 from projections.queries import ReadModels
+from projections.reading import read_whole_saves
 from projections.rebuild import rebuild
 from tests.projections.conftest import Workload, assert_rows_match_aggregates, dump
 
 
-class Crash(Exception):
-    pass
+class Crash(BaseException):
+    """The process dying inside a transaction: not an error the follower handles (an
+    Exception raised by a projection is a permanent failure, see test_stalled.py)."""
 
 
 class CrashingProjection:

@@ -17,6 +17,7 @@ from domain.ledger import Ledger
 from infrastructure.settings import Settings
 from infrastructure.views import ViewStore
 from projections.catalog import select_projections
+from projections.failures import read_failures
 from projections.runner import ProjectionRunner
 from tests.conftest import POSTGRES_BASE_URL
 from tests.support import wait_until
@@ -110,3 +111,7 @@ class TestListenNotify:
             ledger.deposit(account, amount)
         wait_until(caught_up(ledger, views), CATCH_UP_SECONDS_MAX)
         assert runner.is_alive
+        # A lost connection is transient: retried, never recorded as a stall.
+        assert runner.failures == []
+        with views.read() as tx:
+            assert read_failures(tx) == {}
