@@ -176,41 +176,60 @@ VARIANTS: dict[str, Callable[[Ledger, UUID, datetime, int], BalanceAt]] = {
 }
 
 
+def timed_cpu(call: Callable[[], Any]) -> tuple[float, float, Any]:
+    """Wall seconds, this thread's CPU seconds (which a busy machine does not inflate:
+    the time waiting for a core or for PostgreSQL is not in it), and the result."""
+    started, cpu_started = time.perf_counter(), time.thread_time()
+    result = call()
+    return time.perf_counter() - started, time.thread_time() - cpu_started, result
+
+
 def measure_inprocess(url: str, account: UUID, instants: list[datetime],
                       arguments: argparse.Namespace) -> dict[str, Any]:  # fmt: skip
     """Per instant: the old replay ``--before-repeats`` times, then ``--repeats`` rounds
-    of the variants in turn (so a slower minute of the machine hits each alike)."""
+    of the variants, each round starting with the next one (so a slower minute of the
+    machine, or a cold cache, hits each alike)."""
     ledger = build(settings_for(url, arguments))
+    names = ["before", *VARIANTS]
     try:
-        samples: dict[str, list[float]] = {"before": [], **{name: [] for name in VARIANTS}}
+        wall: dict[str, list[float]] = {name: [] for name in names}
+        cpu: dict[str, list[float]] = {name: [] for name in names}
         per_instant = []
         for at in instants:
-            befores = []
+            runs: dict[str, list[float]] = {name: [] for name in names}
             expected = None
             for _ in range(arguments.before_repeats):
-                seconds, expected = timed(lambda at=at: replay_balance_at(ledger, account, at))
-                befores.append(seconds)
+                seconds, cpu_seconds, expected = timed_cpu(
+                    lambda at=at: replay_balance_at(ledger, account, at)
+                )
+                runs["before"].append(seconds)
+                cpu["before"].append(cpu_seconds)
             assert expected is not None
-            runs: dict[str, list[float]] = {name: [] for name in VARIANTS}
-            for _ in range(arguments.repeats):
-                for name, variant in VARIANTS.items():
-                    seconds, answer = timed(
-                        lambda v=variant, at=at, n=expected.version: v(ledger, account, at, n)
+            order = list(VARIANTS)
+            for round_number in range(arguments.repeats):
+                turn = round_number % len(order)
+                for name in order[turn:] + order[:turn]:
+                    seconds, cpu_seconds, answer = timed_cpu(
+                        lambda v=VARIANTS[name], at=at, n=expected.version: v(
+                            ledger, account, at, n
+                        )
                     )
                     assert answer == expected, (name, answer, expected)
                     runs[name].append(seconds)
+                    cpu[name].append(cpu_seconds)
             entry: dict[str, Any] = {"at": at.isoformat(), "version": expected.version}
-            entry["before_ms"] = milliseconds(median(befores))
-            entry.update({f"{name}_ms": milliseconds(median(runs[name])) for name in VARIANTS})
+            entry.update({f"{name}_ms": milliseconds(median(runs[name])) for name in names})
             per_instant.append(entry)
-            samples["before"].extend(befores)
-            for name in VARIANTS:
-                samples[name].extend(runs[name])
+            for name in names:
+                wall[name].extend(runs[name])
             log(f"in-process v{expected.version}: {entry}")
-        middle = {name: median(values) for name, values in samples.items()}
+        middle = {name: median(values) for name, values in wall.items()}
+        middle_cpu = {name: median(values) for name, values in cpu.items()}
         return {
             "median_ms": {name: milliseconds(value) for name, value in middle.items()},
+            "median_cpu_ms": {name: milliseconds(value) for name, value in middle_cpu.items()},
             "at_over_version": round(middle["at"] / middle["version"], 2),
+            "at_over_version_cpu": round(middle_cpu["at"] / middle_cpu["version"], 2),
             "at_bisection_over_version": round(middle["at_bisection"] / middle["version"], 2),
             "before_over_at": round(middle["before"] / middle["at"], 1),
             "answers_equal_replay": True,  # asserted above for every call
@@ -354,7 +373,7 @@ def main() -> None:
     parser.add_argument("--events", type=int, default=200_000, help="events of the account")
     parser.add_argument("--batch", type=int, default=100, help="transfers per save")
     parser.add_argument("--instants", type=int, default=5)
-    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--repeats", type=int, default=20)
     parser.add_argument("--before-repeats", type=int, default=3)
     parser.add_argument("--store", choices=("sqlite", "postgresql"), default="sqlite")
     parser.add_argument("--http", action="store_true", help="also through a real server")
