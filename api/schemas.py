@@ -269,7 +269,7 @@ class Health(BaseModel):
     status: str = Field(
         description="`ok` from /healthz (the process is up); from /readyz, `ready` (the "
         "event store and the views answer) or `degraded` (they answer, but a view is "
-        "stalled or this process's projection thread is not running)."
+        "stalled, or this process does not keep the views up to date)."
     )
     position: int | None = Field(
         None,

@@ -28,7 +28,7 @@ from typing import Any, ClassVar, TypeVar, cast
 from uuid import UUID, uuid4
 
 from eventsourcing.application import AggregateNotFoundError, Application
-from eventsourcing.persistence import IntegrityError, PersistenceError
+from eventsourcing.persistence import IntegrityError, PersistenceError, StoredEvent
 from eventsourcing.utils import Environment, EnvType
 
 from domain.account import Account
@@ -64,6 +64,7 @@ from domain.rules import (
     reversible_amount,
     transfer_request,
 )
+from domain.timeline import last_version_at, versions_reader
 from domain.transfer import (
     CAPTURE,
     POSTED,
@@ -384,21 +385,25 @@ class Ledger(Application[UUID]):
     def balance_at(
         self, account_id: UUID, *, version: int | None = None, at: datetime | None = None
     ) -> BalanceAt:
-        """Replays an account to ``version`` or to its last event at or before ``at``.
+        """Replays an account to ``version`` or to its last event at or before ``at``,
+        from the nearest snapshot. The version at ``at`` is found by reading O(log n)
+        events (``domain.timeline``), so both cost about the same at any history size.
 
         Raises InvalidRequest (neither or both given, version out of range, naive
         datetime), AccountNotFound (also when the account did not exist yet at ``at``).
         """
         if (version is None) == (at is None):
             raise InvalidRequest("give exactly one of version and at")
-        if at is not None:
-            if at.tzinfo is None:
-                raise InvalidRequest("at must carry a time zone")
-            version = self._version_at(account_id, at)
-        assert version is not None
+        if at is not None and at.tzinfo is None:
+            raise InvalidRequest("at must carry a time zone")
         current = self.load_account(account_id)
+        if at is not None:
+            version = self._version_at(current, at)
+        assert version is not None
         if not 1 <= version <= current.version:
             raise InvalidRequest(f"version must be between 1 and {current.version}")
+        if version == current.version:
+            return BalanceAt.of(current)
         return BalanceAt.of(self.repository.get(account_id, version=version))
 
     def head_position(self) -> int:
@@ -625,15 +630,18 @@ class Ledger(Application[UUID]):
             overdraft_limit=0, is_world=True,
         )  # fmt: skip
 
-    def _version_at(self, account_id: UUID, at: datetime) -> int:
-        version = 0
-        for stored in self.events.get(account_id):
-            if cast(Account.Event, stored).timestamp > at:
-                break
-            version = stored.originator_version
-        if version == 0:
-            raise AccountNotFound(account_id, f"account {account_id} did not exist at {at}")
-        return version
+    def _version_at(self, account: Account, at: datetime) -> int:
+        """The last version of ``account`` (as loaded now) at or before ``at``."""
+        if at < account.created_on:
+            raise AccountNotFound(account.id, f"account {account.id} did not exist at {at}")
+        if at >= account.modified_on:
+            return account.version
+        # Version 1 is at or before ``at``, the loaded version after it.
+        read, fanout = versions_reader(self.recorder, account.id)
+        return last_version_at(at, read, self._timestamp_of, 1, account.version, fanout)
+
+    def _timestamp_of(self, stored: StoredEvent) -> datetime:
+        return cast(Account.Event, self.mapper.to_domain_event(stored)).timestamp
 
     def _account_command(
         self,

@@ -3,7 +3,9 @@
 Every key is given explicitly, and the Ledger does not read ``os.environ``, so a stray
 variable cannot switch the store. SQLite connections are made durable here: the
 library sets WAL but leaves ``synchronous`` at NORMAL, which can lose the last commits
-on power loss; we set FULL on every connection and check it took.
+on power loss; we set FULL on every connection and check it took. Each store's
+recorder also reads chosen versions of one aggregate in one query
+(``select_versions``), for the point-in-time reads of ``domain.timeline``.
 """
 
 from __future__ import annotations
@@ -18,11 +20,13 @@ from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
 from eventsourcing.persistence import (
+    ApplicationRecorder,
     IntegrityError,
     InterfaceError,
     PersistenceError,
     StoredEvent,
 )
+from eventsourcing.popo import POPOApplicationRecorder, POPOFactory
 from eventsourcing.sqlite import (
     SQLiteApplicationRecorder,
     SQLiteConnection,
@@ -171,6 +175,23 @@ class FewCallsSQLiteApplicationRecorder(SQLiteApplicationRecorder):
                 found.update((UUID(hex_id), version) for hex_id, version in raw.fetchall())
         return found
 
+    def select_versions(self, originator_id: UUID, versions: Sequence[int]) -> list[StoredEvent]:
+        """The events of one aggregate at ``versions`` (``domain.timeline.ReadsVersions``)."""
+        marks = ",".join("?" * len(versions))
+        with self.datastore.transaction(commit=False) as c:
+            raw = c.sqlite_cursor
+            raw.row_factory = None
+            raw.execute(
+                f"SELECT originator_version, topic, state FROM {self.events_table_name} "
+                f"WHERE originator_id = ? AND originator_version IN ({marks}) "
+                "ORDER BY originator_version",
+                [originator_id.hex, *versions],
+            )
+            return [
+                StoredEvent(originator_id, version, topic, state)
+                for version, topic, state in raw.fetchall()
+            ]
+
 
 class DurableSQLiteFactory(SQLiteFactory):
     """SQLiteFactory whose connections use WAL with synchronous=FULL, and whose
@@ -187,12 +208,27 @@ class DurableSQLiteFactory(SQLiteFactory):
         old_pool.close()
 
 
+class VersionsPOPOApplicationRecorder(POPOApplicationRecorder):
+    """The library's in-memory recorder, reading chosen versions by its index."""
+
+    def select_versions(self, originator_id: UUID, versions: Sequence[int]) -> list[StoredEvent]:
+        """The events of one aggregate at ``versions`` (``domain.timeline.ReadsVersions``)."""
+        with self._database_lock:
+            index = self._stored_events_index.get(str(originator_id), {})
+            return [self._stored_events[index[v]] for v in versions if v in index]
+
+
+class VersionsPOPOFactory(POPOFactory):
+    def application_recorder(self) -> ApplicationRecorder:
+        return VersionsPOPOApplicationRecorder()
+
+
 def ledger_env(settings: Settings) -> dict[str, str]:
     """The complete eventsourcing environment for ``settings``."""
     database = settings.database
     env: dict[str, str] = {}
     if database.kind == "memory":
-        env["PERSISTENCE_MODULE"] = "eventsourcing.popo"
+        env["PERSISTENCE_MODULE"] = f"{__name__}:VersionsPOPOFactory"
     elif database.kind == "sqlite":
         env["PERSISTENCE_MODULE"] = f"{__name__}:DurableSQLiteFactory"
         env["SQLITE_DBNAME"] = database.path

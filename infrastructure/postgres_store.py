@@ -49,6 +49,14 @@ class ArraysPostgresApplicationRecorder(PostgresApplicationRecorder):
             schema=sql.Identifier(self.datastore.schema),
             table=sql.Identifier(self.events_table_name),
         )
+        self.select_versions_statement = sql.SQL(
+            "SELECT originator_version, topic, state FROM {schema}.{table} "
+            "WHERE originator_id = %s AND originator_version = ANY(%s::bigint[]) "
+            "ORDER BY originator_version"
+        ).format(
+            schema=sql.Identifier(self.datastore.schema),
+            table=sql.Identifier(self.events_table_name),
+        )
 
     def _insert_stored_events(
         self, curs: Any, stored_events: Sequence[StoredEvent], **kwargs: Any
@@ -90,6 +98,20 @@ class ArraysPostgresApplicationRecorder(PostgresApplicationRecorder):
         ):
             cursor.execute(self.max_versions_statement, (list(originator_ids),))
             return dict(cursor.fetchall())
+
+    def select_versions(self, originator_id: UUID, versions: Sequence[int]) -> list[StoredEvent]:
+        """The events of one aggregate at ``versions`` (``domain.timeline.ReadsVersions``)."""
+        with (
+            self.datastore.get_connection() as connection,
+            connection.cursor(row_factory=tuple_row) as cursor,
+        ):
+            cursor.execute(
+                self.select_versions_statement, (originator_id, list(versions)), prepare=True
+            )
+            return [
+                StoredEvent(originator_id, version, topic, bytes(state))
+                for version, topic, state in cursor.fetchall()
+            ]
 
 
 class ArraysPostgresFactory(PostgresFactory):

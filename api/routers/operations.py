@@ -73,7 +73,7 @@ def readyz(
     if failures or (runner is not None and not runner.is_alive):
         problems = [_stalled_detail(list(failures.values()))] if failures else []
         if runner is not None and not runner.is_alive:
-            problems.append("this process's projection thread is not running")
+            problems.append("this process has stopped keeping the views up to date")
         return Health(
             status="degraded", position=shown, stalled=sorted(failures), detail="; ".join(problems)
         )
