@@ -117,6 +117,7 @@ HTTP_PROBLEMS: dict[int, ProblemKind] = {
         ProblemKind(403, "forbidden", "Forbidden"),
         ProblemKind(405, "method_not_allowed", "Method not allowed"),
         ProblemKind(406, "not_acceptable", "Not acceptable"),
+        ProblemKind(408, "request_timeout", "Request timeout"),
         ProblemKind(413, "payload_too_large", "Payload too large"),
         ProblemKind(415, "unsupported_media_type", "Unsupported media type"),
         ProblemKind(429, "rate_limited", "Too many requests"),
@@ -193,15 +194,19 @@ class ProblemDetails(BaseModel):
 
 def move_problems_to_problem_json(openapi: dict[str, Any]) -> dict[str, Any]:
     """Lists error responses under ``application/problem+json``, where they are sent,
-    and documents the 413 of the body limit on every operation that takes a body."""
+    and documents the 408 and 413 of the body bounds (api.middleware.RequestBodies) on
+    every operation that takes a body."""
     for path_item in openapi.get("paths", {}).values():
         for operation in path_item.values():
             responses = operation.setdefault("responses", {})
-            if "requestBody" in operation and "413" not in responses:
-                responses["413"] = {
-                    "description": HTTP_PROBLEMS[413].title,
-                    "content": {"application/json": {"schema": {"$ref": PROBLEM_SCHEMA_REFERENCE}}},
-                }
+            for status in ("408", "413"):
+                if "requestBody" in operation and status not in responses:
+                    responses[status] = {
+                        "description": HTTP_PROBLEMS[int(status)].title,
+                        "content": {
+                            "application/json": {"schema": {"$ref": PROBLEM_SCHEMA_REFERENCE}}
+                        },
+                    }
             for status, response in responses.items():
                 content = response.get("content", {})
                 if str(status)[0] in "45" and "application/json" in content:

@@ -22,6 +22,7 @@ from api.deps import (
     command_id,
 )
 from api.errors import READ_PROBLEMS, WRITE_PROBLEMS, Problem, problem_responses
+from api.routing import LedgerRoute
 from api.schemas import (
     AccountEventsPage,
     AccountOut,
@@ -34,7 +35,7 @@ from api.schemas import (
 from domain.ledger import EVENTS_PAGE_SIZE_MAX
 from domain.results import AccountView, BalanceAt, TransferView
 
-router = APIRouter(prefix="/v1/accounts", tags=["accounts"])
+router = APIRouter(prefix="/v1/accounts", tags=["accounts"], route_class=LedgerRoute)
 
 VERSION_MAX = 2**62
 

@@ -15,10 +15,11 @@ from pydantic import BaseModel, Field
 
 from api.auth import AuditAccess
 from api.errors import Problem, problem_responses
+from api.routing import LedgerRoute
 from projections.audit import Audit
 from projections.audit.hashing import ALGORITHM, parse_digest
 
-router = APIRouter(tags=["audit"])
+router = APIRouter(tags=["audit"], route_class=LedgerRoute)
 
 DIGEST_PATTERN = r"^[0-9a-fA-F]{64}@[0-9]{1,19}$"
 AUDIT_PROBLEMS = (401, 403, 409, 422, 429, 503)

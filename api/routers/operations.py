@@ -8,9 +8,10 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from api.deps import LedgerDep, MetricsDep, SettingsDep
 from api.errors import Problem, problem_responses
+from api.routing import LedgerRoute
 from api.schemas import Health
 
-router = APIRouter(tags=["operations"])
+router = APIRouter(tags=["operations"], route_class=LedgerRoute)
 
 
 @router.get(

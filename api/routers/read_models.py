@@ -19,10 +19,11 @@ from pydantic import BaseModel, ConfigDict, Field
 from api.auth import ReadAccess
 from api.deps import SettingsDep
 from api.errors import READ_PROBLEMS, Problem, problem_responses
+from api.routing import LedgerRoute
 from infrastructure.settings import Settings
 from projections.queries import PAGE_SIZE_MAX, ReadModels, ViewBehind
 
-router = APIRouter(tags=["read models"])
+router = APIRouter(tags=["read models"], route_class=LedgerRoute)
 
 POSITION_MAX = 2**62
 RETRY_AFTER_SECONDS = 1

@@ -19,6 +19,7 @@ from api.deps import (
 )
 from api.errors import READ_PROBLEMS, WRITE_PROBLEMS, problem_responses
 from api.metrics import Metrics
+from api.routing import LedgerRoute
 from api.schemas import (
     BatchOut,
     CreateBatch,
@@ -31,7 +32,7 @@ from domain.results import TransferView
 from domain.rules import transfer_request
 from infrastructure.transfer_queue import QueuedLedger
 
-router = APIRouter(prefix="/v1/transfers", tags=["transfers"])
+router = APIRouter(prefix="/v1/transfers", tags=["transfers"], route_class=LedgerRoute)
 
 
 @router.post(
