@@ -9,7 +9,6 @@ commands themselves.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from uuid import uuid4
 
@@ -26,12 +25,6 @@ from tests.api.support import assert_problem
 
 def bearer(key: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {key}"}
-
-
-@pytest.fixture
-def secured(fresh_settings: Settings) -> Iterator[TestClient]:
-    with TestClient(create_app(fresh_settings)) as client:
-        yield client
 
 
 def keystore_of(client: TestClient) -> KeyStore:

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import json
 import threading
-from collections.abc import Iterator
 from typing import Any
 from uuid import uuid4
 
@@ -24,13 +23,14 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
 from api import strict_json
-from api.app import BODY_SIZE_MAX_BYTES_BY_ROUTE, ROUTERS, create_app
+from api.app import BODY_SIZE_MAX_BYTES_BY_ROUTE, ROUTERS
 from api.routing import LedgerRoute
 from domain.ledger import BATCH_SIZE_MAX
 from domain.limits import METADATA_KEY_LENGTH_MAX, METADATA_KEYS_MAX, METADATA_VALUE_LENGTH_MAX
-from infrastructure.api_keys import KeyStore, create_key
+from infrastructure.api_keys import create_key
 from infrastructure.settings import Settings
 from tests.api.support import assert_problem, funded_account, open_account
+from tests.api.test_auth import bearer, keystore_of
 
 MEMORY = pytest.mark.parametrize("store", ["memory"], indirect=True)
 JSON = "application/json"
@@ -82,21 +82,6 @@ def call_asgi(
     client.portal.call(client.app, scope, receive, send)
     (status,) = [m["status"] for m in sent if m["type"] == "http.response.start"]
     return status, bool(read)
-
-
-@pytest.fixture
-def secured(fresh_settings: Settings) -> Iterator[TestClient]:
-    with TestClient(create_app(fresh_settings)) as client:
-        yield client
-
-
-def keystore_of(client: TestClient) -> KeyStore:
-    keystore: KeyStore = client.app.state.keystore  # type: ignore[attr-defined]
-    return keystore
-
-
-def bearer(key: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {key}"}
 
 
 def test_every_route_is_a_ledger_route() -> None:
