@@ -31,14 +31,14 @@ from api.errors import ProblemDetails, install_error_handlers
 from api.header_limit import HeaderSizeLimit
 from api.logs import QUEUED_LOGGERS, queued_handlers
 from api.metrics import Metrics
-from api.middleware import BodySizeLimit, RequestMetrics
+from api.middleware import BodyLimits, RequestBodies, RequestMetrics
 from api.openapi_exact import document_exact_values
 from api.openapi_links import document_links
 from api.openapi_problems import document_problems
 from api.openapi_replays import document_replays
 from api.ratelimit import build_rate_limiter
 from api.routers import accounts, audit, operations, read_models, root, transfers
-from api.strict_json import StrictJsonBodies
+from api.strict_json import parse_limiter
 from domain.ledger import Ledger
 from infrastructure.api_keys import build_keystore
 from infrastructure.persistence import build_ledger
@@ -62,8 +62,20 @@ ROUTERS: tuple[APIRouter, ...] = (
     root.router,
 )
 AUDIT_FOLLOWER_JOIN_SECONDS = 10
-# A batch of 1000 transfers cannot fit in 64 KiB; it alone may send up to 1 MiB.
-BATCH_BODY_SIZE_MAX_BYTES = 1024 * 1024
+# Body size limits by route (api.middleware.RequestBodies). The routes that take
+# metadata get ``request_body_size_max_bytes`` (64 KiB): their largest valid body in
+# compact JSON is 28 KB in ASCII, 55 KB in two-byte UTF-8 (Latin, Greek, Cyrillic), up to
+# 110 KB in four-byte UTF-8 and 330 KB \u-escaped. A batch of 1,000 transfers does not
+# fit in 64 KiB: it alone may send 1 MiB (1 KiB a transfer). The routes whose bodies
+# hold a few fields get 8 KiB, above their largest valid body even \u-escaped (/post
+# 27 bytes, /verify 97, /reverse 6,088). tests/api/test_body_limits.py checks these.
+SMALL_BODY_SIZE_MAX_BYTES = 8 * 1024
+BODY_SIZE_MAX_BYTES_BY_ROUTE = {
+    "/v1/transfers/batch": 1024 * 1024,
+    "/v1/transfers/{transfer_id}/post": SMALL_BODY_SIZE_MAX_BYTES,
+    "/v1/transfers/{transfer_id}/reverse": SMALL_BODY_SIZE_MAX_BYTES,
+    "/v1/audit/verify": SMALL_BODY_SIZE_MAX_BYTES,
+}
 
 DESCRIPTION = """\
 An event-sourced, double-entry money ledger. Amounts are JSON integers of minor units.
@@ -92,20 +104,16 @@ def create_app(settings: Settings, *, clock: Callable[[], datetime] | None = Non
     app.state.settings = settings
     app.state.clock = clock
     app.state.metrics = metrics = Metrics()
+    app.state.json_parse_limiter = parse_limiter()
     app.state.rate_limiter = build_rate_limiter(settings)
     metrics.follow_conflict_retries(lambda: _conflict_retries(app))
     metrics.follow_projections(lambda: _projection_states(app))
     install_error_handlers(app)
     for router in ROUTERS:
         app.include_router(router)
-    # Inside the body limit, so the body it reads whole is bounded.
-    app.add_middleware(StrictJsonBodies)
-    # Added last = outermost: the limit answers before routing, metrics see it all.
-    app.add_middleware(
-        BodySizeLimit,
-        size_max_bytes=settings.request_body_size_max_bytes,
-        size_max_bytes_by_path={"/v1/transfers/batch": BATCH_BODY_SIZE_MAX_BYTES},
-    )
+    # Added last = outermost: metrics see every answer; the header limit answers before
+    # routing; the body bounds apply when the route reads the body, after auth.
+    app.add_middleware(RequestBodies, limits=_body_limits(settings))
     app.add_middleware(HeaderSizeLimit)
     app.add_middleware(RequestMetrics, metrics=metrics)
     original_openapi = app.openapi
@@ -120,6 +128,16 @@ def create_app(settings: Settings, *, clock: Callable[[], datetime] | None = Non
 
     app.openapi = openapi  # type: ignore[method-assign]
     return app
+
+
+def _body_limits(settings: Settings) -> BodyLimits:
+    return BodyLimits(
+        size_max_bytes=settings.request_body_size_max_bytes,
+        size_max_bytes_by_route=BODY_SIZE_MAX_BYTES_BY_ROUTE,
+        in_flight_max=settings.request_bodies_in_flight_max,
+        queue_timeout_seconds=settings.request_body_queue_timeout_seconds,
+        timeout_seconds=settings.request_body_timeout_seconds,
+    )
 
 
 def create_app_from_environment() -> FastAPI:

@@ -1,9 +1,13 @@
 """Bearer API keys with scopes, as FastAPI dependencies other routers reuse.
 
-``Depends(require_scope("write"))`` on a route (or router) lets a request through when
-its key grants the scope (``admin`` grants every scope). With no active key in the
-store, the API is open, but only if the server may run open: bound to a loopback
-address, or started with ``--insecure-no-auth``.
+``Depends(require_scope("write"))`` on a route lets a request through when its key
+grants the scope (``admin`` grants every scope). With no active key in the store, the
+API is open, but only if the server may run open: bound to a loopback address, or
+started with ``--insecure-no-auth``.
+
+FastAPI reads a request's body before it solves the dependencies, so the route class
+(``api.routing.LedgerRoute``) runs ``authorize`` first: a request without a valid key
+is answered 401 before any byte of its body is read.
 """
 
 from __future__ import annotations
@@ -72,29 +76,33 @@ class ActiveKeys:
         return has_active
 
 
-def require_scope(scope: str) -> Callable[..., Awaitable[KeyRecord | None]]:
-    """A dependency that answers 401 without a valid key and 403 without ``scope``."""
-    assert scope in SCOPES, scope
+async def authorize(request: Request, scope: str) -> KeyRecord | None:
+    """The one check of a request's key: its record (None in open mode), else 401
+    without a valid key, 403 without ``scope``, 429 from the rate limiter (Problem).
 
-    async def check(request: Request, credentials: BearerDep) -> KeyRecord | None:
-        # Async, so a request reaches the thread pool only for a key lookup: the
-        # open-mode question is answered from a cache refreshed at most once a second.
-        # The key store comes from app.state, not from a dependency of its own: each
-        # dependency costs FastAPI tens of microseconds per request to solve.
-        if credentials is None:
-            active_keys: ActiveKeys = request.app.state.active_keys
-            has_active = active_keys.cached()
-            if has_active is None:
-                has_active = await run_in_threadpool(active_keys.refresh)
-            if not has_active and may_run_open(request.app.state.settings):
-                enforce_rate_limit(request, None)
-                return None
+    ``api.routing.LedgerRoute`` calls it before reading the request's body; the
+    route's ``require_scope`` dependency then returns what it found.
+    """
+    # Async, so a request reaches the thread pool only for a key lookup: the
+    # open-mode question is answered from a cache refreshed at most once a second.
+    # The key store comes from app.state, not from a dependency of its own: each
+    # dependency costs FastAPI tens of microseconds per request to solve.
+    credentials = await _bearer(request)
+    record: KeyRecord | None = None
+    if credentials is None:
+        active_keys: ActiveKeys = request.app.state.active_keys
+        has_active = active_keys.cached()
+        if has_active is None:
+            has_active = await run_in_threadpool(active_keys.refresh)
+        if has_active or not may_run_open(request.app.state.settings):
             raise Problem(
                 401,
                 "unauthorized",
                 "send an API key: Authorization: Bearer <key>",
                 headers=CHALLENGE,
             )
+        enforce_rate_limit(request, None)
+    else:
         keystore: KeyStore = request.app.state.keystore
         record = await run_in_threadpool(authenticate, keystore, credentials.credentials)
         if record is None:
@@ -105,9 +113,26 @@ def require_scope(scope: str) -> Callable[..., Awaitable[KeyRecord | None]]:
         if not record.grants(scope):
             raise Problem(403, "forbidden", f"the API key lacks the {scope!r} scope")
         request.state.key_id = record.key_id
-        return record
+    request.state.authorized = (scope, record)
+    return record
+
+
+def require_scope(scope: str) -> Callable[..., Awaitable[KeyRecord | None]]:
+    """A dependency that answers 401 without a valid key and 403 without ``scope``.
+
+    Its ``required_scope`` tells ``LedgerRoute`` what to check before the body is read;
+    the ``credentials`` parameter declares the bearer scheme in the OpenAPI document.
+    """
+    assert scope in SCOPES, scope
+
+    async def check(request: Request, credentials: BearerDep) -> KeyRecord | None:
+        authorized: tuple[str, KeyRecord | None] | None = getattr(request.state, "authorized", None)
+        if authorized is not None and authorized[0] == scope:
+            return authorized[1]
+        return await authorize(request, scope)
 
     check.__name__ = f"require_{scope}_scope"
+    check.required_scope = scope  # type: ignore[attr-defined]
     return check
 
 

@@ -59,17 +59,18 @@ def serve(
     import uvicorn
 
     from api.app import create_app
+    from api.http_protocol import http_protocol
 
+    # uvicorn's own protocol with a deadline and a size bound for request heads.
+    server = {"host": settings.host, "port": settings.port, "http": http_protocol(settings)}
     if settings.workers == 1:
-        uvicorn.run(create_app(settings), host=settings.host, port=settings.port)
+        uvicorn.run(create_app(settings), **server)
         return
     if settings.database.kind == "memory":
         raise fail("memory:// is per process: use one worker, or sqlite/postgresql", EXIT_USAGE)
     for name, value in overrides.items():
         os.environ[f"EVENTLEDGER_{name.upper()}"] = str(value)
-    uvicorn.run(
-        FACTORY, factory=True, host=settings.host, port=settings.port, workers=settings.workers
-    )
+    uvicorn.run(FACTORY, factory=True, workers=settings.workers, **server)
 
 
 def _check_store_and_keys(settings: Settings) -> None:

@@ -118,6 +118,7 @@ HTTP_PROBLEMS: dict[int, ProblemKind] = {
         ProblemKind(403, "forbidden", "Forbidden"),
         ProblemKind(405, "method_not_allowed", "Method not allowed"),
         ProblemKind(406, "not_acceptable", "Not acceptable"),
+        ProblemKind(408, "request_timeout", "Request timeout"),
         ProblemKind(413, "payload_too_large", "Payload too large"),
         ProblemKind(415, "unsupported_media_type", "Unsupported media type"),
         ProblemKind(429, "rate_limited", "Too many requests"),

@@ -1,9 +1,11 @@
 """Refuses a request whose header block is too large: 431 ``headers_too_large``.
 
-uvicorn's h11 parser bounds only a header block that arrives in pieces (16 KiB): one
-that arrives whole, as a 100 KiB header sent in one write on loopback does, reaches the
-app. So the app bounds it itself, before routing, auth or the body: at most
-``HEADERS_MAX`` headers of ``HEADERS_SIZE_MAX_BYTES`` in all (names and values).
+uvicorn's httptools parser does not bound a header block at all (and its h11 parser
+only one that arrives in pieces). ``eventledger serve`` bounds the raw bytes of a head
+in the protocol (``HEAD_SIZE_MAX_BYTES``, api.http_protocol), since the app never sees
+a head that does not end; the app bounds a complete one more finely, before routing,
+auth or the body: at most ``HEADERS_MAX`` headers of ``HEADERS_SIZE_MAX_BYTES`` in all
+(names and values).
 """
 
 from __future__ import annotations
@@ -15,6 +17,9 @@ from api.errors import problem_response
 
 HEADERS_MAX = 100
 HEADERS_SIZE_MAX_BYTES = 16 * 1024
+# The request line, the headers above with their separators, and room: what the server
+# buffers of one head at most (up to one more read of 256 KiB, see api.http_protocol).
+HEAD_SIZE_MAX_BYTES = 64 * 1024
 
 
 class HeaderSizeLimit:

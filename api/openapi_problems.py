@@ -35,7 +35,12 @@ STORE = ("service_unavailable",)
 # A route that takes path, query or header parameters.
 INPUT = ("validation_error",)
 # A route that takes a JSON body: sent as anything but JSON, it is a 415.
-BODY = ("validation_error", "payload_too_large", "unsupported_media_type")
+# A body that does not arrive in time is a 408; one waiting too long for its turn to be
+# received (too many at once) a 503 service_unavailable (api.middleware.RequestBodies).
+BODY = (
+    "validation_error", "payload_too_large", "unsupported_media_type", "request_timeout",
+    "service_unavailable",
+)
 # A command: its save may conflict past the retries, or be sent with no answer back.
 WRITE = ("conflict", "outcome_unknown", "service_unavailable")
 # A transfer's own rules, recorded as Transfer.Rejected.

@@ -6,11 +6,11 @@ authenticated ``/v1`` request takes one token. An empty bucket answers 429
 ``rate_limited`` with ``Retry-After`` (whole seconds until a token is back), before
 the route runs, so a refused request writes nothing and may be retried as it was.
 
-The check runs inside the auth dependency (``api.auth.require_scope``), right after the
-key is resolved, so a key is hashed once per request and the bucket is the key's, not
-whatever a caller writes in a header. ``rate_limit_per_second = 0`` (the default)
-turns the limiter off. Buckets are per process: with N workers or N servers a client
-gets up to N times the rate.
+The check runs inside the key check (``api.auth.authorize``, before the body is read),
+right after the key is resolved, so a key is hashed once per request and the bucket is
+the key's, not whatever a caller writes in a header. ``rate_limit_per_second = 0``
+(the default) turns the limiter off. Buckets are per process: with N workers or N
+servers a client gets up to N times the rate.
 """
 
 from __future__ import annotations

@@ -70,6 +70,21 @@ class Settings(BaseSettings):
         0, ge=0, le=1_000_000, description="per API key (per address in open mode); 0: off"
     )
     rate_limit_burst: int = Field(100, ge=1, le=1_000_000, description="bucket size")
+    # Slow and large requests (api/http_protocol.py, api/middleware.py): a request head
+    # and a request body each arrive within a bounded time, and only so many bodies are
+    # received at once; a request is authorized before any of its body is read.
+    request_head_timeout_seconds: float = Field(
+        10, ge=0.1, le=600, description="from connecting (or a request's first byte): 408"
+    )
+    request_body_timeout_seconds: float = Field(
+        10, ge=0.1, le=600, description="from the first read of a body to its last byte: 408"
+    )
+    request_bodies_in_flight_max: int = Field(
+        32, ge=1, le=10_000, description="request bodies received at once, per process"
+    )
+    request_body_queue_timeout_seconds: float = Field(
+        5, ge=0, le=600, description="wait for a free body slot, then 503 with Retry-After"
+    )
 
     @field_validator("database_url")
     @classmethod

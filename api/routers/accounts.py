@@ -23,6 +23,7 @@ from api.deps import (
 from api.errors import Problem
 from api.paging import PAGE_SIZE_DEFAULT, CursorQuery, limit_query
 from api.parameters import AccountIdPath
+from api.routing import LedgerRoute
 from api.schemas import (
     AccountEventsPage,
     AccountOut,
@@ -36,7 +37,7 @@ from domain.limits import EVENTS_PAGE_SIZE_MAX
 from domain.results import AccountView, BalanceAt, TransferView
 from projections.queries import parse_position_cursor
 
-router = APIRouter(prefix="/v1/accounts", tags=["accounts"])
+router = APIRouter(prefix="/v1/accounts", tags=["accounts"], route_class=LedgerRoute)
 
 VERSION_MAX = 2**62
 

@@ -17,11 +17,12 @@ from api import examples
 from api.auth import AuditAccess
 from api.errors import Problem
 from api.fields import model_examples
+from api.routing import LedgerRoute
 from projections.audit import Audit, ChainMoving, ChainUpgradeBlocked
 from projections.audit.hashing import ALGORITHM, LEGACY_ALGORITHM, parse_digest
 from projections.audit.problems import PROBLEMS_MAX
 
-router = APIRouter(tags=["audit"])
+router = APIRouter(tags=["audit"], route_class=LedgerRoute)
 
 DIGEST_PATTERN = r"^[0-9a-fA-F]{64}@[0-9]{1,19}$"
 CHECK_DESCRIPTION = (

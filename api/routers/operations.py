@@ -24,10 +24,11 @@ from api.auth import granted
 from api.deps import LedgerDep, MetricsDep, SettingsDep
 from api.errors import Problem
 from api.routers.read_models import ReadModelsDep
+from api.routing import LedgerRoute
 from api.schemas import Health
 from projections.failures import ProjectionFailure
 
-router = APIRouter(tags=["operations"])
+router = APIRouter(tags=["operations"], route_class=LedgerRoute)
 
 
 @router.get("/healthz", response_model=Health, summary="The process is up")

@@ -26,11 +26,12 @@ from api.errors import Problem
 from api.fields import ACCOUNT_STATUS, CURRENCY_OUT, MINOR_UNITS, model_examples
 from api.paging import NEXT_CURSOR_DESCRIPTION, PAGE_SIZE_DEFAULT, CursorQuery, limit_query
 from api.parameters import AccountIdPath
+from api.routing import LedgerRoute
 from domain.limits import VIEW_PAGE_SIZE_MAX
 from infrastructure.settings import Settings
 from projections.queries import ReadModels, ViewBehind, ViewStalled
 
-router = APIRouter(tags=["read models"])
+router = APIRouter(tags=["read models"], route_class=LedgerRoute)
 
 POSITION_MAX = 2**62
 RETRY_AFTER_SECONDS = 1

@@ -19,6 +19,7 @@ from api.deps import (
 from api.idempotency import settlement_request_id
 from api.metrics import Metrics
 from api.parameters import PostPendingBody, ReverseTransferBody, TransferIdPath
+from api.routing import LedgerRoute
 from api.schemas import (
     BatchOut,
     CreateBatch,
@@ -30,7 +31,7 @@ from domain.results import TransferView
 from domain.rules import transfer_request
 from infrastructure.transfer_queue import QueuedLedger
 
-router = APIRouter(prefix="/v1/transfers", tags=["transfers"])
+router = APIRouter(prefix="/v1/transfers", tags=["transfers"], route_class=LedgerRoute)
 
 
 @router.post(

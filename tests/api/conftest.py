@@ -62,3 +62,10 @@ def fresh_settings(store: str, tmp_path: Path, request: pytest.FixtureRequest) -
 def accounts(client: TestClient) -> Iterator[tuple[str, str]]:
     """Alice with 1000, Bob with nothing, for tests that must leave them unchanged."""
     yield funded_account(client, 1000), open_account(client)
+
+
+@pytest.fixture
+def secured(fresh_settings: Settings) -> Iterator[TestClient]:
+    """An app on a fresh store of the test's kind, for tests that create API keys."""
+    with TestClient(create_app(fresh_settings)) as client:
+        yield client

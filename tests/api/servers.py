@@ -8,7 +8,7 @@ import signal
 import socket
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
@@ -42,10 +42,14 @@ class Server:
 
 
 @contextmanager
-def running_server(workdir: Path, database_url: str, *options: str) -> Iterator[Server]:
+def running_server(
+    workdir: Path, database_url: str, *options: str, settings: Mapping[str, str] | None = None
+) -> Iterator[Server]:
+    """``settings``: EVENTLEDGER_* variables of the server (none other reach it)."""
     port = free_port()
     log_path = workdir / f"serve-{port}.log"
     environment = {k: v for k, v in os.environ.items() if not k.startswith("EVENTLEDGER_")}
+    environment.update(settings or {})
     with log_path.open("wb") as log:
         process = subprocess.Popen(
             [EVENTLEDGER, "serve", "--port", str(port), "--database", database_url, *options],

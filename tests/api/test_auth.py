@@ -9,7 +9,6 @@ commands themselves.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from uuid import uuid4
 
@@ -31,12 +30,6 @@ def bearer(key: str) -> dict[str, str]:
 def wait_for_keys_to_take_effect(client: TestClient) -> None:
     """The open-mode answer is cached for a second; ask the store again now."""
     client.app.state.active_keys.refresh()  # type: ignore[attr-defined]
-
-
-@pytest.fixture
-def secured(fresh_settings: Settings) -> Iterator[TestClient]:
-    with TestClient(create_app(fresh_settings)) as client:
-        yield client
 
 
 def keystore_of(client: TestClient) -> KeyStore:

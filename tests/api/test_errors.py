@@ -212,7 +212,7 @@ EXPECTED_PROBLEMS: dict[type[errors.LedgerError], tuple[int, str]] = {
 # The codes that come from HTTP itself, by status.
 EXPECTED_HTTP_CODES = {
     400: "bad_request", 401: "unauthorized", 403: "forbidden", 404: "not_found",
-    405: "method_not_allowed", 406: "not_acceptable", 409: "conflict",
+    405: "method_not_allowed", 406: "not_acceptable", 408: "request_timeout", 409: "conflict",
     412: "version_mismatch", 413: "payload_too_large", 415: "unsupported_media_type",
     422: "validation_error", 429: "rate_limited", 431: "headers_too_large",
     500: "internal_error", 503: "service_unavailable",

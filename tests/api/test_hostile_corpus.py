@@ -8,10 +8,10 @@ within 2.5 s (milliseconds, unloaded), and ``head_position`` must not move. Then
 must be *accepted*: control characters, SQL, markup and odd Unicode in names,
 descriptions and metadata are stored verbatim and come back JSON-escaped, from the
 event store and from the read models (on a fresh store with the followers running).
-Last, oversized headers: in process and through a real ``eventledger serve``
-(uvicorn's h11 refuses a header block over 16 KiB only when it arrives in pieces, with
-its own plain-text 400; one that arrives whole reaches the app, which answers 431
-``headers_too_large``: see ``api/header_limit.py``).
+Last, oversized headers: in process and through a real ``eventledger serve`` (the
+server's protocol refuses a head of over 64 KiB that arrives in pieces; one that
+arrives whole reaches the app, which answers 431 ``headers_too_large``: see
+``api/header_limit.py`` and ``api/http_protocol.py``).
 
 Decisions: a JSON object that repeats a key is refused (422), because ``json.loads``
 would silently keep the last value and another reader of the same bytes may keep the
@@ -81,6 +81,13 @@ MORE_HOSTILE_BODIES: list[tuple[str, str | bytes, str | None, int, str]] = [
     ("SQL as the currency", amount("1").replace("USD", "'; DROP TABLE ledger_events;--"),
      JSON, 422, "validation_error"),
     ("SQL as an account id", amount("1").replace("%(b)s", "1' OR '1'='1"), JSON,
+     422, "validation_error"),
+    # Cheap to send, dear to parse (see api/strict_json.py): refused mid-parse.
+    ("10,001 empty objects", amount("1", ',"x":[' + "{}," * 10_000 + "{}]"), JSON,
+     422, "validation_error"),
+    ("10,001 numbers", amount("1", ',"x":[' + "1," * 10_000 + "1]"), JSON,
+     422, "validation_error"),
+    ("1,001 empty arrays", amount("1", ',"x":[' + "[]," * 1_000 + "[]]"), JSON,
      422, "validation_error"),
 ]  # fmt: skip
 
@@ -196,9 +203,9 @@ def test_oversized_headers_are_431_in_process(client: TestClient) -> None:
 
 
 def test_oversized_headers_are_refused_through_uvicorn_fast(tmp_path: Path) -> None:
-    """Whichever refuses it (h11 with 400, or the app with 431), an oversized header
-    block is a fast 4xx that writes nothing; smaller hostile headers reach the app and
-    are its problems."""
+    """Whichever refuses it (the protocol or the app, each with 431; uvicorn's h11, if
+    it were the protocol, with 400), an oversized header block is a fast 4xx that writes
+    nothing; smaller hostile headers reach the app and are its problems."""
     with running_server(tmp_path, f"sqlite:///{tmp_path / 'headers.db'}") as server:
         head_before = httpx.get(f"{server.url}/readyz").json()["position"]
         body = json.dumps({"currency": "USD"}).encode()

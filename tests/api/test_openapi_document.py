@@ -397,6 +397,8 @@ def can_answer(document: dict[str, Any], path: str, operation: dict[str, Any], c
         "not_found": has_id or names_other_ids(document, operation),
         "version_mismatch": takes(operation, "header", "If-Match"),
         "payload_too_large": "requestBody" in operation,
+        "request_timeout": "requestBody" in operation,
+        "unsupported_media_type": "requestBody" in operation,
         "validation_error": "requestBody" in operation or bool(operation.get("parameters")),
         "idempotency_key_reused": takes(operation, "header", "Idempotency-Key")
         or "id" in body_properties(document, operation),
