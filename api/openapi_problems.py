@@ -38,7 +38,10 @@ INPUT = ("validation_error",)
 # A body that does not arrive in time is a 408; one waiting too long for its turn to be
 # received (too many at once) a 503 service_unavailable (api.middleware.RequestBodies).
 BODY = (
-    "validation_error", "payload_too_large", "unsupported_media_type", "request_timeout",
+    "validation_error",
+    "payload_too_large",
+    "unsupported_media_type",
+    "request_timeout",
     "service_unavailable",
 )
 # A command: its save may conflict past the retries, or be sent with no answer back.

@@ -12,7 +12,7 @@
     │   └── BusinessRejection    a rule of the ledger said no (422), recorded when a
     │       ├── InsufficientFunds         transfer was attempted
     │       ├── CurrencyMismatch, AccountFrozen, AccountClosed, AmountOutOfRange, ...
-    └── RetryLater               409, 429, 503: retried by the client; raised when the
+    └── RetryLater               408, 409, 429, 503: retried by the client; raised when the
         ├── OutcomeUnknown       retries ran out (outcome_unknown: it may be written;
         └── ...                  send the same call again with the same idempotency key)
 
@@ -128,6 +128,12 @@ class Conflict(RetryLater):
     code = "conflict"
 
 
+class RequestTimeout(RetryLater):
+    """The body did not arrive in time; nothing was done with it."""
+
+    code = "request_timeout"
+
+
 class RateLimited(RetryLater):
     code = "rate_limited"
 
@@ -165,7 +171,7 @@ ERRORS_BY_CODE: dict[str, type[ProblemError]] = {
     if error not in (RequestRefused, RetryLater, BusinessRejection)
 }
 # Statuses a client retries: the server said "not now", never "no".
-RETRY_STATUSES = frozenset({409, 429, 503})
+RETRY_STATUSES = frozenset({408, 409, 429, 503})
 
 
 def problem_error(status: int, problem: dict[str, Any]) -> ProblemError:

@@ -11,7 +11,9 @@ from typing import Any
 
 from fastapi import APIRouter
 
-router = APIRouter()
+from api.routing import LedgerRoute
+
+router = APIRouter(route_class=LedgerRoute)
 
 ROOT_DOCUMENT: dict[str, Any] = {
     "name": "eventledger",
