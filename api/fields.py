@@ -55,14 +55,23 @@ Amount = Annotated[
         json_schema_extra={"minimum": AMOUNT_MIN, "maximum": AMOUNT_MAX},
     ),
 ]
+# Documented, not validated here: api.strict_json refuses a NUL (U+0000) in any string
+# of a body, which PostgreSQL text cannot hold, before the model sees it.
+NO_NUL = Field(json_schema_extra={"pattern": "^[^\u0000]*$"})
 Currency = Annotated[
     str,
     StringConstraints(min_length=3, max_length=3),
-    Field(description="ISO 4217 currency code, e.g. USD.", examples=["USD"]),
+    Field(
+        description="ISO 4217 currency code, e.g. USD.",
+        examples=["USD"],
+        json_schema_extra={"pattern": "^[A-Z]{3}$"},
+    ),
 ]
-Text = Annotated[str, StringConstraints(max_length=TEXT_LENGTH_MAX)]
-MetadataKey = Annotated[str, StringConstraints(min_length=1, max_length=METADATA_KEY_LENGTH_MAX)]
-MetadataValue = Annotated[str, StringConstraints(max_length=METADATA_VALUE_LENGTH_MAX)]
+Text = Annotated[str, StringConstraints(max_length=TEXT_LENGTH_MAX), NO_NUL]
+MetadataKey = Annotated[
+    str, StringConstraints(min_length=1, max_length=METADATA_KEY_LENGTH_MAX), NO_NUL
+]
+MetadataValue = Annotated[str, StringConstraints(max_length=METADATA_VALUE_LENGTH_MAX), NO_NUL]
 Metadata = Annotated[
     dict[MetadataKey, MetadataValue],
     Field(max_length=METADATA_KEYS_MAX, examples=[{"order": "A-1001"}]),
