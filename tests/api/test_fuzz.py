@@ -20,7 +20,9 @@ reasons (unknown account, insufficient funds), documented as 404 and 422.
 from __future__ import annotations
 
 import os
+import sys
 import time
+import traceback
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
@@ -29,7 +31,7 @@ from typing import Any
 import pytest
 import schemathesis
 from fastapi.testclient import TestClient
-from hypothesis import HealthCheck, settings
+from hypothesis import HealthCheck, Phase, settings
 from schemathesis.checks import not_a_server_error
 from schemathesis.specs.openapi.checks import (
     content_type_conformance,
@@ -59,6 +61,10 @@ FUZZ_SETTINGS: dict[str, Any] = {
     "database": None,
     "suppress_health_check": list(HealthCheck),
 }
+# No shrinking of stateful sequences: the rules schemathesis enables depend on the
+# server's earlier answers, so a replayed sequence can draw differently and Hypothesis
+# would report "inconsistent data generation" instead of the failure it found.
+STATEFUL_PHASES = (Phase.explicit, Phase.reuse, Phase.generate)
 
 
 # create_app builds nothing until its lifespan runs (schemathesis runs it from the
@@ -108,18 +114,38 @@ def test_every_operation_answers_as_documented(case: Any, fuzzed: dict[str, str]
 def test_stateful_sequences_answer_as_documented(fuzzed: dict[str, str]) -> None:
     machine = schema.as_state_machine()
     answered: Counter[tuple[str, int]] = Counter()
+    failures: list[str] = []
 
     class Sequences(machine):  # type: ignore[misc,valid-type]
         def get_call_kwargs(self, case: Any) -> dict[str, Any]:
             return {"headers": fuzzed}
 
+        def call(self, case: Any, **kwargs: Any) -> Any:
+            try:
+                return super().call(case, **kwargs)
+            except Exception as error:  # noqa: BLE001 - collected, asserted below
+                # The app raised instead of answering (in process, a 500 is raised).
+                trace = "".join(traceback.format_exception(error)[-6:])
+                failures.append(f"{case.method} {case.path} raised:\n{trace}"[:3000])
+                print(failures[-1], file=sys.stderr)  # Hypothesis's replay may hide it
+                raise
+
         def validate_response(self, response: Any, case: Any, **kwargs: Any) -> None:
-            answered[(f"{case.method} {case.path}", response.status_code)] += 1
-            case.validate_response(response, checks=CHECKS)
+            operation = f"{case.method} {case.path}"
+            answered[(operation, response.status_code)] += 1
+            try:
+                case.validate_response(response, checks=CHECKS)
+            except Exception as failure:  # noqa: BLE001 - collected, asserted below
+                # Collected rather than raised: Hypothesis would replay the sequence to
+                # confirm it, and the replay draws differently (see STATEFUL_PHASES).
+                failures.append(f"{operation} -> {response.status_code}: {failure}"[:2000])
 
     Sequences.run(
         settings=settings(
-            max_examples=STATEFUL_EXAMPLES, stateful_step_count=STATEFUL_STEPS, **FUZZ_SETTINGS
+            max_examples=STATEFUL_EXAMPLES,
+            stateful_step_count=STATEFUL_STEPS,
+            phases=STATEFUL_PHASES,
+            **FUZZ_SETTINGS,
         )
     )
     calls = sum(answered.values())
@@ -133,6 +159,7 @@ def test_stateful_sequences_answer_as_documented(fuzzed: dict[str, str]) -> None
         f"{len(followed)} of them on an id from an earlier answer; 5xx: "
         f"{sum(n for (_, status), n in answered.items() if status >= 500)}"
     )
+    assert failures == [], "\n\n".join(failures[:5])
     assert calls >= STATEFUL_EXAMPLES and followed
 
 
