@@ -43,22 +43,21 @@ class Positioned:
 
 def whole_saves(events: Sequence[Positioned]) -> int:
     """How many leading ``events`` form whole saves (see the module docstring)."""
-    open_transfers: set[str] = set()
-    whole = 0
-    for index, positioned in enumerate(events):
-        if positioned.kind.startswith("Transfer."):
-            open_transfers.discard(positioned.originator_id)
-        else:
-            transfer_id = positioned.data.get("transfer_id")
-            if transfer_id is not None:
-                open_transfers.add(transfer_id)
-        if not open_transfers:
-            whole = index + 1
-    return whole
+    return sum(len(save) for save in _saves(events))
 
 
 def split_saves(events: Sequence[Positioned]) -> Iterator[Sequence[Positioned]]:
     """``events`` (whole saves) one save at a time, by the same boundary rule."""
+    done = 0
+    for save in _saves(events):
+        done += len(save)
+        yield save
+    assert done == len(events), "events do not end on a save boundary"
+
+
+def _saves(events: Sequence[Positioned]) -> Iterator[Sequence[Positioned]]:
+    """The whole saves at the head of ``events``, one at a time: a save ends where no
+    transfer whose postings were seen is still waiting for its Transfer event."""
     open_transfers: set[str] = set()
     start = 0
     for index, positioned in enumerate(events):
@@ -71,7 +70,6 @@ def split_saves(events: Sequence[Positioned]) -> Iterator[Sequence[Positioned]]:
         if not open_transfers:
             yield events[start : index + 1]
             start = index + 1
-    assert start == len(events), "events do not end on a save boundary"
 
 
 def view_text(text: str) -> str:
