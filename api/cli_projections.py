@@ -116,7 +116,7 @@ def _open(settings: Settings, *, create: bool) -> Iterator[tuple[Ledger, ViewSto
                     "(or `serve`, `projections run`) builds them",
                     EXIT_STORE,
                 )
-        store = open_views(settings)
+        store = open_views(settings, create=True)  # checked just above
     except BaseException:
         ledger.close()
         raise

@@ -152,16 +152,29 @@ def open_store(settings: Settings, build: Callable[[Settings], T], *, create: bo
     return built
 
 
-def open_views(settings: Settings) -> ViewStore:
+def open_views(settings: Settings, *, create: bool = False) -> ViewStore:
     """The read models beside (or named for) the ledger at ``settings``; a views
-    database that cannot be opened is one line, exit 3, as the events' is."""
+    database that cannot be opened is one line, exit 3, as the events' is.
+
+    Beside the ledger they are derived data, made when first needed. A views database
+    named explicitly (``EVENTLEDGER_VIEWS_DATABASE_URL``, ``--views-database``) must
+    hold read models already unless ``create``: a typo there is refused, not created.
+    """
+    from infrastructure.store_presence import VIEWS_TABLE, has_table, location
     from infrastructure.views import ViewStore, views_database
 
     try:
         database = views_database(settings)
     except ValueError as error:
         raise fail(str(error), EXIT_USAGE) from None
+    named = settings.views_database_url is not None and database.kind != "memory"
     with cannot_open(database):
+        if named and not create and not has_table(database, VIEWS_TABLE):
+            raise fail(
+                f"no read models at {location(database)}; `eventledger projections rebuild` "
+                "(or `serve`, `projections run`) builds them there",
+                EXIT_STORE,
+            )
         return ViewStore.from_settings(settings)
 
 

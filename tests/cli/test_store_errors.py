@@ -210,3 +210,25 @@ def test_views_that_cannot_be_opened_are_one_line(arguments: list[str], tmp_path
     (tmp_path / "ledger.views.db").mkdir()  # where the views would be: a folder
     result = invoke(arguments, database, tmp_path)
     assert_one_line_error(result, f"error: cannot open sqlite:///{tmp_path / 'ledger.views.db'}: ")
+
+
+@pytest.mark.parametrize(
+    "arguments", [["accounts", "list"], ["audit", "digest"], ["audit", "verify"]], ids=" ".join
+)
+def test_a_typo_in_a_named_views_database_is_refused_by_every_reader(
+    arguments: list[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Beside the ledger the views are derived and made when needed; a views database
+    named explicitly must exist, so a typo in it cannot make an empty one."""
+    database = f"sqlite:///{tmp_path / 'ledger.db'}"
+    opened = CliRunner().invoke(app, ["accounts", "open", "USD", "--database", database])
+    assert opened.exit_code == 0, opened.output
+    typo = f"sqlite:///{tmp_path / 'ledger.veiws.db'}"
+    monkeypatch.setenv("EVENTLEDGER_VIEWS_DATABASE_URL", typo)
+    result = invoke(arguments, database, tmp_path)
+    assert_one_line_error(result, f"error: no read models at {typo}; ")
+    assert not (tmp_path / "ledger.veiws.db").exists()
+    monkeypatch.setenv("EVENTLEDGER_VIEWS_DATABASE_URL", f"sqlite:///{tmp_path / 'views.db'}")
+    built = CliRunner().invoke(app, ["projections", "rebuild", "--database", database])
+    assert built.exit_code == 0, built.output
+    assert invoke(arguments, database, tmp_path).exit_code == 0
