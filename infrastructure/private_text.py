@@ -32,10 +32,6 @@ class PrivateText:
             None if cipher_key is None else AESCipher(Environment(env={"CIPHER_KEY": cipher_key}))
         )
 
-    @property
-    def sealing(self) -> bool:
-        return self._cipher is not None
-
     def seal(self, text: str) -> str:
         if self._cipher is None:
             return text
